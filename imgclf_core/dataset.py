@@ -1,0 +1,320 @@
+"""Scan a folder-per-class tree into a DatasetIndex: images, labels, hashes, duplicates, skipped files.
+
+The scan result of every file is cached by (relative path, size, mtime), so re-scanning an
+unchanged tree reads no image at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from imgclf_core.fileio import atomic_write_json, user_cache_dir
+from imgclf_core.images import UNREADABLE, ImageDecodeError, decode_image_with_info, read_image_bytes
+
+ProgressCallback = Callable[[int, int], None]
+
+# Reasons only the scanner gives (the decoder's reasons are in imgclf_core.images).
+HIDDEN_FILE = "hidden file"
+HIDDEN_FOLDER = "hidden folder"
+APPLEDOUBLE_FILE = "AppleDouble metadata file"
+SYMLINK_OUTSIDE_ROOT = "symlink outside dataset root"
+BROKEN_SYMLINK = "broken symlink"
+SYMLINKED_FOLDER = "symlinked folder not followed"
+NOT_A_REGULAR_FILE = "not a regular file"
+NOT_IN_CLASS_FOLDER = "not in a class folder"
+
+_CACHE_FORMAT = 1
+
+
+class DatasetError(ValueError):
+    """The dataset folder itself is unusable (missing, not a folder)."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One usable image: path relative to the dataset root (POSIX style) and what it holds."""
+
+    path: str
+    label: str
+    sha256: str
+    width: int
+    height: int
+    mode: str
+    format: str
+    frames: int = 1
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """The scan of one dataset folder."""
+
+    root: Path
+    records: tuple[ImageRecord, ...]
+    skipped: tuple[SkippedFile, ...]
+    class_counts: dict[str, int]
+    reserved_folders: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    decoded_files: int = 0  # how many files this scan had to read (0 on a warm re-scan)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Classes that have at least one usable image, sorted (the label order of every model)."""
+        return sorted(name for name, count in self.class_counts.items() if count > 0)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.records)
+
+    @property
+    def duplicate_groups(self) -> list[list[str]]:
+        """Groups of paths with identical bytes, each sorted, groups ordered by first path."""
+        return find_duplicate_groups(self.records)
+
+    def absolute_path(self, relative_path: str) -> Path:
+        return self.root / relative_path
+
+    def to_json_dict(self, path_prefix: str | None = None) -> dict:
+        """The `imgclf scan --json` document; paths are joined onto `path_prefix` (default: root)."""
+        prefix = str(self.root) if path_prefix is None else path_prefix
+        join = lambda relative: os.path.join(prefix, relative)  # noqa: E731
+        return {
+            "num_images": self.num_images,
+            "classes": dict(sorted(self.class_counts.items())),
+            "skipped": [{"path": join(item.path), "reason": item.reason} for item in self.skipped],
+            "duplicates": [[join(path) for path in group] for group in self.duplicate_groups],
+            "warnings": list(self.warnings),
+        }
+
+
+def find_duplicate_groups(records: tuple[ImageRecord, ...] | list[ImageRecord]) -> list[list[str]]:
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        by_hash[record.sha256].append(record.path)
+    groups = [sorted(paths) for paths in by_hash.values() if len(paths) > 1]
+    return sorted(groups)
+
+
+@dataclass
+class _Candidate:
+    relative_path: str
+    label: str
+    absolute_path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class _WalkResult:
+    candidates: list[_Candidate] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+    class_folders: list[str] = field(default_factory=list)
+    reserved_folders: list[str] = field(default_factory=list)
+
+
+def scan_dataset(
+    root: str | os.PathLike,
+    *,
+    use_cache: bool = True,
+    progress: ProgressCallback | None = None,
+    workers: int | None = None,
+) -> DatasetIndex:
+    """Scan a folder with one subfolder per class; every file is either an image record or skipped."""
+    root_path = Path(root)
+    if not root_path.exists():
+        raise DatasetError(f"dataset folder not found: {root_path}")
+    if not root_path.is_dir():
+        raise DatasetError(f"not a folder: {root_path}")
+    root_real = Path(os.path.realpath(root_path))
+    walk = _walk_dataset(root_path, root_real)
+
+    cache_file = _cache_file_for(root_real)
+    cached = _load_cache(cache_file) if use_cache else {}
+    results: dict[str, list] = {}
+    misses: list[_Candidate] = []
+    for candidate in walk.candidates:
+        entry = cached.get(candidate.relative_path)
+        if entry and entry[0] == candidate.size and entry[1] == candidate.mtime_ns:
+            results[candidate.relative_path] = entry
+        else:
+            misses.append(candidate)
+
+    total = len(walk.candidates)
+    done = total - len(misses)
+    if progress:
+        progress(done, total)
+    if misses:
+        worker_count = workers or min(8, (os.cpu_count() or 1) * 2)
+        with ThreadPoolExecutor(max_workers=worker_count) as pool:
+            for candidate, entry in zip(misses, pool.map(_inspect_file, misses)):
+                results[candidate.relative_path] = entry
+                done += 1
+                if progress and (done % 64 == 0 or done == total):
+                    progress(done, total)
+        if use_cache:
+            atomic_write_json(
+                cache_file,
+                {"format": _CACHE_FORMAT, "root": str(root_real), "entries": results},
+            )
+    return _build_index(root_path, walk, results, decoded_files=len(misses))
+
+
+def _inspect_file(candidate: _Candidate) -> list:
+    """Cache entry for one file: [size, mtime_ns, "image", sha, w, h, mode, format, frames] or [.., "skip", reason]."""
+    stamp = [candidate.size, candidate.mtime_ns]
+    try:
+        data = read_image_bytes(candidate.absolute_path)
+        decoded = decode_image_with_info(data)
+    except ImageDecodeError as error:
+        return stamp + ["skip", str(error)]
+    info = decoded.info
+    digest = hashlib.sha256(data).hexdigest()
+    return stamp + ["image", digest, info.width, info.height, info.mode, info.format, info.frames]
+
+
+def _build_index(root: Path, walk: _WalkResult, results: dict[str, list], decoded_files: int) -> DatasetIndex:
+    records: list[ImageRecord] = []
+    skipped = list(walk.skipped)
+    counts: Counter[str] = Counter({name: 0 for name in walk.class_folders})
+    for candidate in walk.candidates:
+        entry = results[candidate.relative_path]
+        if entry[2] == "skip":
+            skipped.append(SkippedFile(candidate.relative_path, entry[3]))
+            continue
+        sha, width, height, mode, image_format, frames = entry[3:9]
+        records.append(
+            ImageRecord(candidate.relative_path, candidate.label, sha, width, height, mode, image_format, frames)
+        )
+        counts[candidate.label] += 1
+    records.sort(key=lambda record: record.path)
+    skipped.sort(key=lambda item: item.path)
+    return DatasetIndex(
+        root=root,
+        records=tuple(records),
+        skipped=tuple(skipped),
+        class_counts=dict(sorted(counts.items())),
+        reserved_folders=tuple(walk.reserved_folders),
+        warnings=tuple(_dataset_warnings(counts, records)),
+        decoded_files=decoded_files,
+    )
+
+
+def _dataset_warnings(counts: Counter[str], records: list[ImageRecord]) -> list[str]:
+    warnings = []
+    if not counts:
+        warnings.append("no class folders: put the images in one subfolder per class")
+    for name, count in sorted(counts.items()):
+        if count == 0:
+            warnings.append(f"empty class: '{name}' has no usable images")
+    non_empty = [name for name, count in counts.items() if count > 0]
+    if len(non_empty) == 1:
+        warnings.append(f"single class: only '{non_empty[0]}' has images; a classifier needs at least two")
+    labels_by_hash: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        labels_by_hash[record.sha256].add(record.label)
+    conflicting = sum(1 for labels in labels_by_hash.values() if len(labels) > 1)
+    if conflicting:
+        warnings.append(f"conflicting labels: {conflicting} identical image(s) appear in more than one class")
+    return warnings
+
+
+def _walk_dataset(root: Path, root_real: Path) -> _WalkResult:
+    result = _WalkResult()
+    for entry in _sorted_entries(root):
+        if entry.name.startswith("."):
+            _skip_hidden(entry, entry.name, result)
+        elif entry.is_symlink():
+            _skip_or_follow_symlink(entry, entry.name, "", root_real, result)
+        elif entry.is_dir():
+            if entry.name.startswith("_"):
+                result.reserved_folders.append(entry.name)  # _inbox, _quarantine: not classes
+            else:
+                result.class_folders.append(entry.name)
+                _walk_class_folder(Path(entry.path), entry.name, entry.name, root_real, result)
+        else:
+            result.skipped.append(SkippedFile(entry.name, NOT_IN_CLASS_FOLDER))
+    return result
+
+
+def _walk_class_folder(folder: Path, relative: str, label: str, root_real: Path, result: _WalkResult) -> None:
+    try:
+        entries = _sorted_entries(folder)
+    except OSError as error:
+        result.skipped.append(SkippedFile(relative, f"{UNREADABLE}: {error.strerror or error}"))
+        return
+    for entry in entries:
+        relative_path = f"{relative}/{entry.name}"
+        if entry.name.startswith("."):
+            _skip_hidden(entry, relative_path, result)
+        elif entry.is_symlink():
+            _skip_or_follow_symlink(entry, relative_path, label, root_real, result)
+        elif entry.is_dir():
+            _walk_class_folder(Path(entry.path), relative_path, label, root_real, result)
+        elif entry.is_file():
+            _add_candidate(entry.path, relative_path, label, result)
+        else:
+            result.skipped.append(SkippedFile(relative_path, NOT_A_REGULAR_FILE))
+
+
+def _skip_hidden(entry: os.DirEntry, relative_path: str, result: _WalkResult) -> None:
+    if entry.is_dir(follow_symlinks=False):
+        reason = HIDDEN_FOLDER
+    elif entry.name.startswith("._"):
+        reason = APPLEDOUBLE_FILE
+    else:
+        reason = HIDDEN_FILE
+    result.skipped.append(SkippedFile(relative_path, reason))
+
+
+def _skip_or_follow_symlink(
+    entry: os.DirEntry, relative_path: str, label: str, root_real: Path, result: _WalkResult
+) -> None:
+    target = Path(os.path.realpath(entry.path))
+    if not target.exists():
+        result.skipped.append(SkippedFile(relative_path, BROKEN_SYMLINK))
+    elif target != root_real and root_real not in target.parents:
+        result.skipped.append(SkippedFile(relative_path, SYMLINK_OUTSIDE_ROOT))
+    elif target.is_dir():
+        result.skipped.append(SkippedFile(relative_path, SYMLINKED_FOLDER))
+    elif not label:
+        result.skipped.append(SkippedFile(relative_path, NOT_IN_CLASS_FOLDER))
+    else:
+        _add_candidate(str(target), relative_path, label, result)
+
+
+def _add_candidate(absolute_path: str, relative_path: str, label: str, result: _WalkResult) -> None:
+    stat = os.stat(absolute_path)
+    result.candidates.append(_Candidate(relative_path, label, absolute_path, stat.st_size, stat.st_mtime_ns))
+
+
+def _sorted_entries(folder: Path) -> Iterator[os.DirEntry]:
+    with os.scandir(folder) as entries:
+        return iter(sorted(entries, key=lambda entry: entry.name))
+
+
+def _cache_file_for(root_real: Path) -> Path:
+    key = hashlib.sha1(str(root_real).encode("utf-8")).hexdigest()[:20]
+    return user_cache_dir() / "scan" / f"{key}.json"
+
+
+def _load_cache(cache_file: Path) -> dict[str, list]:
+    try:
+        content = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(content, dict) or content.get("format") != _CACHE_FORMAT:
+        return {}
+    entries = content.get("entries")
+    return entries if isinstance(entries, dict) else {}

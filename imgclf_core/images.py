@@ -1,0 +1,244 @@
+"""The one decode function: bytes, a path or a file object -> a uint8 array.
+
+Training, evaluation, prediction, Grad-CAM, thumbnails and the scanner all go through
+`decode_image` / `decode_image_with_info`, so a pixel is the same wherever it is used.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Formats we decode (phone MPO files open through JPEG). Everything else is refused with a
+# reason, even when Pillow could read it.
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+# 64 megapixels covers phone and DSLR photos; a bigger header is far more often a bomb.
+DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+COLOR_MODES = ("rgb", "grayscale")
+WHITE = (255, 255, 255)
+
+# Reasons a file is not used. Stable strings: the UI, the CLI JSON and the tests use them.
+EMPTY_FILE = "empty file"
+FILE_TOO_LARGE = "file too large"
+NOT_AN_IMAGE = "not an image"
+UNSUPPORTED_FORMAT = "unsupported format"
+TRUNCATED = "truncated"
+CORRUPT = "corrupt"
+TOO_MANY_PIXELS = "too many pixels"
+UNREADABLE = "unreadable"
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+
+class ImageDecodeError(ValueError):
+    """A file that is not a usable image; `reason` is one of the module's reason strings."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the file was before decoding: format, size (after EXIF rotation), mode, frames."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    frames: int
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    array: np.ndarray
+    info: ImageInfo
+
+
+def read_image_bytes(source: ImageSource, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """Read the raw bytes of a path, bytes-like or file object, refusing oversized input."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ImageDecodeError(FILE_TOO_LARGE, f"{size} bytes, limit {max_bytes}")
+            data = path.read_bytes()
+        except ImageDecodeError:
+            raise
+        except OSError as error:
+            raise ImageDecodeError(UNREADABLE, error.strerror or str(error)) from error
+    else:
+        data = source.read(max_bytes + 1)
+    if not data:
+        raise ImageDecodeError(EMPTY_FILE)
+    if len(data) > max_bytes:
+        raise ImageDecodeError(FILE_TOO_LARGE, f"more than {max_bytes} bytes")
+    return data
+
+
+def decode_image(
+    source: ImageSource,
+    *,
+    color_mode: str = "rgb",
+    size: int | tuple[int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    background: tuple[int, int, int] = WHITE,
+) -> np.ndarray:
+    """Decode an image to uint8 (H, W, 3) for rgb or (H, W, 1) for grayscale; raises ImageDecodeError."""
+    return decode_image_with_info(
+        source, color_mode=color_mode, size=size, max_pixels=max_pixels,
+        max_bytes=max_bytes, background=background,
+    ).array
+
+
+def decode_image_with_info(
+    source: ImageSource,
+    *,
+    color_mode: str = "rgb",
+    size: int | tuple[int, int] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    background: tuple[int, int, int] = WHITE,
+) -> DecodedImage:
+    """Like `decode_image`, and also say what the file was (format, size, mode, frames)."""
+    if color_mode not in COLOR_MODES:
+        raise ValueError(f"color_mode must be one of {COLOR_MODES}, got {color_mode!r}")
+    data = read_image_bytes(source, max_bytes)
+    image = _open_allowed(data)
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageDecodeError(
+                TOO_MANY_PIXELS, f"{width}x{height} is {width * height} pixels, limit {max_pixels}"
+            )
+        _load_first_frame(image)
+        info_format, info_mode = image.format, image.mode
+        frames = getattr(image, "n_frames", 1)
+        upright = _apply_exif_orientation(image)
+        converted = _to_rgb_or_l(upright, color_mode, background)
+        if size is not None:
+            height_width = (size, size) if isinstance(size, int) else tuple(size)
+            converted = converted.resize((height_width[1], height_width[0]), Image.Resampling.BILINEAR)
+        array = np.asarray(converted, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    info = ImageInfo(info_format, upright.width, upright.height, info_mode, frames)
+    return DecodedImage(np.ascontiguousarray(array), info)
+
+
+def _open_allowed(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(TOO_MANY_PIXELS, str(error)) from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        open_error = error
+    signature_format = _allowed_format_by_signature(data)
+    if signature_format:
+        # The magic bytes say JPEG/PNG/..., yet the header did not parse: a cut-off or damaged file.
+        message = str(open_error) or type(open_error).__name__
+        reason = TRUNCATED if len(data) < 1024 or "truncat" in message else CORRUPT
+        raise ImageDecodeError(reason, f"{signature_format} header unreadable ({message})")
+    other_format = _name_other_format(data)
+    if other_format:
+        raise ImageDecodeError(UNSUPPORTED_FORMAT, other_format)
+    raise ImageDecodeError(NOT_AN_IMAGE, "no known image signature")
+
+
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _allowed_format_by_signature(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    return None
+
+
+def _name_other_format(data: bytes) -> str | None:
+    """Name an image format we do not accept, so the reason says what the file is."""
+    head = data[:512].lstrip()
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:4096]):
+        return "SVG"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12].decode("ascii", "replace")
+        return "HEIF/HEIC" if brand.startswith(("hei", "hev", "mif", "msf")) else f"ISO media ({brand})"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except Exception:  # noqa: BLE001 - any failure here just means "not an image we can name"
+        return None
+
+
+def _load_first_frame(image: Image.Image) -> None:
+    try:
+        image.seek(0)
+        image.load()
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(TOO_MANY_PIXELS, str(error)) from error
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:
+        message = str(error) or type(error).__name__
+        is_truncated = isinstance(error, EOFError) or "truncat" in message or "end of file" in message
+        raise ImageDecodeError(TRUNCATED if is_truncated else CORRUPT, message) from error
+
+
+def _apply_exif_orientation(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a broken EXIF block leaves the pixels as stored
+        return image
+
+
+def _to_rgb_or_l(image: Image.Image, color_mode: str, background: tuple[int, int, int]) -> Image.Image:
+    image = _to_8bit(image)
+    if image.mode == "P" or image.mode == "PA":
+        has_alpha = image.mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    if image.mode in ("LA", "La", "RGBA", "RGBa"):
+        image = _composite_on(image.convert("RGBA"), background)
+    target = "RGB" if color_mode == "rgb" else "L"
+    return image if image.mode == target else image.convert(target)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Scale 16/32-bit integer and float images to 8 bits; Pillow's convert would clip them."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image).astype(np.float64)
+        full_scale = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) <= 65535 else 2.0**32 - 1
+        scaled = np.clip(np.round(values / full_scale * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled)
+    if image.mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        if values.max(initial=0) <= 1.0:
+            values = values * 255.0
+        return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8))
+    if image.mode == "1":
+        return image.convert("L")
+    return image
+
+
+def _composite_on(rgba: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    base = Image.new("RGBA", rgba.size, (*background, 255))
+    return Image.alpha_composite(base, rgba).convert("RGB")
