@@ -34,9 +34,6 @@ class AugmentationConfig:
         )
 
 
-NO_AUGMENTATION = AugmentationConfig(False, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """How a folder becomes batches: image size, colour mode, split and batching."""
@@ -79,3 +76,6 @@ def config_from_dict(config_class: type[ConfigT], values: dict[str, Any]) -> Con
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+
+
+NO_AUGMENTATION = AugmentationConfig(False, 0.0, 0.0, 0.0, 0.0, 0.0)

@@ -1,0 +1,32 @@
+# Two commands do all setup: `make app` and `make test` (each creates and reuses .venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: app test test-fast bench sample-data clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip >/dev/null
+	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --no-deps -e .
+	touch $(STAMP)
+
+app: $(STAMP)  ## start the app on the shipped sample data
+	$(BIN)/streamlit run app.py
+
+test: $(STAMP)  ## the whole test suite (slow tests included)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## skip tests marked slow
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)  ## pipeline and scan benchmarks (needs the dataset-fashion-mnist Debian package)
+	$(BIN)/python bench/bench_pipeline.py
+
+sample-data: $(STAMP)  ## rebuild sample_data/ from Debian's dataset-fashion-mnist
+	$(BIN)/imgclf fashion-mnist sample_data --sample 200 --inbox 60
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,214 @@
+"""From a scanned dataset to tf.data batches.
+
+Each file is decoded once (Pillow, in parallel threads) and resized to the model input size; the
+uint8 arrays stay in memory or in an on-disk array store, so from epoch 2 on no image is decoded
+again. Batches are gathered from that array, then augmented by Keras preprocessing layers.
+This module imports TensorFlow; keep it out of pages that do not train or preview.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from imgclf_core.config import AugmentationConfig, DataConfig
+from imgclf_core.dataset import DatasetError, DatasetIndex, ImageRecord
+from imgclf_core.fileio import user_cache_dir
+from imgclf_core.images import ImageDecodeError, decode_image
+from imgclf_core.split import split_by_content_hash
+
+ProgressCallback = Callable[[int, int], None]
+# Above this many bytes of decoded pixels, "auto" keeps the arrays in an on-disk store.
+AUTO_DISK_CACHE_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Everything a trainer needs: the two datasets, their records and the label order."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    class_names: tuple[str, ...]
+    train_records: tuple[ImageRecord, ...]
+    validation_records: tuple[ImageRecord, ...]
+
+
+def build_training_data(
+    index: DatasetIndex,
+    data_config: DataConfig,
+    augmentation: AugmentationConfig | None,
+    progress: ProgressCallback | None = None,
+) -> TrainingData:
+    """Split the index by content hash, decode every image once, and return batched datasets."""
+    class_names = tuple(index.class_names)
+    if len(class_names) < 2:
+        raise DatasetError(f"{index.root}: need at least two classes with images, found {len(class_names)}")
+    train_records, validation_records = split_by_content_hash(
+        index.records, data_config.validation_split, data_config.seed
+    )
+    all_records = train_records + validation_records
+    images = decode_records(index.root, all_records, data_config, progress=progress)
+    labels = encode_labels(all_records, class_names)
+    train_count = len(train_records)
+    train = make_dataset(
+        images[:train_count], labels[:train_count], data_config.batch_size,
+        shuffle=True, seed=data_config.seed, augmentation=augmentation,
+    )
+    validation = None
+    if validation_records:
+        validation = make_dataset(
+            images[train_count:], labels[train_count:], data_config.batch_size, shuffle=False, seed=data_config.seed
+        )
+    return TrainingData(train, validation, class_names, tuple(train_records), tuple(validation_records))
+
+
+def encode_labels(records: Sequence[ImageRecord], class_names: Sequence[str]) -> np.ndarray:
+    position = {name: number for number, name in enumerate(class_names)}
+    return np.array([position[record.label] for record in records], dtype=np.int32)
+
+
+def decode_records(
+    root: str | os.PathLike,
+    records: Sequence[ImageRecord],
+    data_config: DataConfig,
+    progress: ProgressCallback | None = None,
+    workers: int | None = None,
+) -> np.ndarray:
+    """Decode and resize every record once into a (N, S, S, C) uint8 array (memory or disk store)."""
+    shape = (len(records), data_config.image_size, data_config.image_size, data_config.channels)
+    use_disk = data_config.cache == "disk" or (
+        data_config.cache == "auto" and int(np.prod(shape)) > AUTO_DISK_CACHE_BYTES
+    )
+    if not use_disk:
+        images = np.empty(shape, dtype=np.uint8)
+        _decode_into(images, Path(root), records, data_config, progress, workers)
+        return images
+    store = _array_store_path(records, data_config)
+    if store.exists():
+        cached = np.load(store, mmap_mode="r")
+        if cached.shape == shape:
+            if progress:
+                progress(len(records), len(records))
+            return cached
+    store.parent.mkdir(parents=True, exist_ok=True)
+    temporary = store.with_name(f".{store.name}.{os.getpid()}.tmp.npy")
+    images = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=shape)
+    try:
+        _decode_into(images, Path(root), records, data_config, progress, workers)
+        images.flush()
+        del images
+        os.replace(temporary, store)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return np.load(store, mmap_mode="r")
+
+
+def _decode_into(
+    images: np.ndarray,
+    root: Path,
+    records: Sequence[ImageRecord],
+    data_config: DataConfig,
+    progress: ProgressCallback | None,
+    workers: int | None,
+) -> None:
+    size = (data_config.image_size, data_config.image_size)
+
+    def decode_one(position: int) -> None:
+        path = root / records[position].path
+        try:
+            images[position] = decode_image(path, color_mode=data_config.color_mode, size=size)
+        except ImageDecodeError as error:
+            raise DatasetError(f"{path}: {error} (the file changed after the scan; scan again)") from error
+
+    total = len(records)
+    with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 1) * 2) as pool:
+        for done, _ in enumerate(pool.map(decode_one, range(total)), start=1):
+            if progress and (done % 256 == 0 or done == total):
+                progress(done, total)
+
+
+def _array_store_path(records: Sequence[ImageRecord], data_config: DataConfig) -> Path:
+    digest = hashlib.sha256(f"{data_config.image_size}:{data_config.color_mode}:".encode())
+    for record in records:
+        digest.update(record.sha256.encode("ascii"))
+    return user_cache_dir() / "arrays" / f"{digest.hexdigest()[:24]}.npy"
+
+
+def make_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    augmentation: AugmentationConfig | None = None,
+) -> tf.data.Dataset:
+    """Batches of (float32 images in 0..255, int32 labels) gathered from a uint8 array."""
+    count = len(images)
+    image_shape = images.shape[1:]
+
+    def gather(batch_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Sorted fancy indexing reads a memory-mapped store sequentially.
+        order = np.sort(batch_indices)
+        return np.asarray(images[order]), labels[order]
+
+    def load_batch(batch_indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch_images, batch_labels = tf.numpy_function(gather, [batch_indices], (tf.uint8, tf.int32))
+        batch_images.set_shape((None, *image_shape))
+        batch_labels.set_shape((None,))
+        return tf.cast(batch_images, tf.float32), batch_labels
+
+    dataset = tf.data.Dataset.range(count)
+    if shuffle:
+        dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(load_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    augmenter = make_augmenter(augmentation, seed) if augmentation is not None else None
+    if augmenter is not None:
+        dataset = dataset.map(
+            lambda batch, batch_labels: (augmenter(batch, training=True), batch_labels),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def make_augmenter(config: AugmentationConfig, seed: int | None = None) -> keras.Sequential | None:
+    """Keras preprocessing layers for `config` (images in 0..255), or None when it changes nothing."""
+    if config.is_identity:
+        return None
+    layers: list[keras.layers.Layer] = []
+    if config.horizontal_flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if config.rotation_degrees:
+        layers.append(keras.layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="nearest", seed=seed))
+    if config.zoom:
+        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=seed))
+    if config.translation:
+        layers.append(
+            keras.layers.RandomTranslation(config.translation, config.translation, fill_mode="nearest", seed=seed)
+        )
+    if config.contrast:
+        layers.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed))
+    if config.brightness:
+        layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed))
+    return keras.Sequential(layers, name="augmentation")
+
+
+def preview_augmentations(image: np.ndarray, config: AugmentationConfig, count: int, seed: int = 0) -> np.ndarray:
+    """`count` augmented versions of one (H, W, C) uint8 image, as a (count, H, W, C) uint8 array."""
+    if image.ndim != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, C) uint8 image, got {image.dtype} {image.shape}")
+    batch = np.repeat(image[None].astype(np.float32), count, axis=0)
+    augmenter = make_augmenter(config, seed)
+    if augmenter is None:
+        return batch.astype(np.uint8)
+    augmented = np.asarray(augmenter(batch, training=True))
+    return np.clip(np.round(augmented), 0, 255).astype(np.uint8)
