@@ -146,7 +146,7 @@ def scan_dataset(
     misses: list[_Candidate] = []
     for candidate in walk.candidates:
         entry = cached.get(candidate.relative_path)
-        if entry and entry[0] == candidate.size and entry[1] == candidate.mtime_ns:
+        if _is_fresh_cache_entry(entry, candidate):
             results[candidate.relative_path] = entry
         else:
             misses.append(candidate)
@@ -307,6 +307,14 @@ def _sorted_entries(folder: Path) -> Iterator[os.DirEntry]:
 def _cache_file_for(root_real: Path) -> Path:
     key = hashlib.sha1(str(root_real).encode("utf-8")).hexdigest()[:20]
     return user_cache_dir() / "scan" / f"{key}.json"
+
+
+def _is_fresh_cache_entry(entry: object, candidate: _Candidate) -> bool:
+    """Same size and mtime, and shaped like `_inspect_file`'s output: a damaged entry is a miss, never a crash."""
+    if not isinstance(entry, list) or len(entry) < 3:
+        return False
+    well_formed = (entry[2] == "skip" and len(entry) == 4) or (entry[2] == "image" and len(entry) == 9)
+    return well_formed and entry[0] == candidate.size and entry[1] == candidate.mtime_ns
 
 
 def _load_cache(cache_file: Path) -> dict[str, list]:

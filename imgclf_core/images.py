@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -125,7 +126,7 @@ def decode_image_with_info(
             )
         _load_first_frame(image)
         info_format, info_mode = image.format, image.mode
-        frames = getattr(image, "n_frames", 1)
+        frames = _count_frames(image)
         upright = _apply_exif_orientation(image)
         converted = _to_rgb_or_l(upright, color_mode, background)
         if size is not None:
@@ -198,10 +199,27 @@ def _load_first_frame(image: Image.Image) -> None:
         image.load()
     except Image.DecompressionBombError as error:
         raise ImageDecodeError(TOO_MANY_PIXELS, str(error)) from error
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:
-        message = str(error) or type(error).__name__
-        is_truncated = isinstance(error, EOFError) or "truncat" in message or "end of file" in message
-        raise ImageDecodeError(TRUNCATED if is_truncated else CORRUPT, message) from error
+    except _DAMAGED_DATA_ERRORS as error:
+        raise _damaged_data_error(error) from error
+
+
+def _count_frames(image: Image.Image) -> int:
+    """Frames in the file. Counting reads every frame header, so a damaged later frame fails here."""
+    try:
+        return getattr(image, "n_frames", 1)
+    except _DAMAGED_DATA_ERRORS as error:
+        # Pillow's frame walk runs off the end of a cut-off GIF as IndexError or struct.error.
+        raise _damaged_data_error(error, out_of_data=(EOFError, IndexError, struct.error)) from error
+
+
+# What Pillow raises on damaged pixel data or frame headers (a bad later TIFF page: KeyError, TypeError).
+_DAMAGED_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error)
+
+
+def _damaged_data_error(error: Exception, out_of_data: tuple[type, ...] = (EOFError,)) -> ImageDecodeError:
+    message = str(error) or type(error).__name__
+    is_truncated = isinstance(error, out_of_data) or "truncat" in message or "end of file" in message
+    return ImageDecodeError(TRUNCATED if is_truncated else CORRUPT, message)
 
 
 def _apply_exif_orientation(image: Image.Image) -> Image.Image:

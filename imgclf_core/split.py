@@ -30,6 +30,8 @@ def split_by_content_hash(
         count = round(len(ordered) * validation_split)
         if validation_split > 0 and count == 0 and len(ordered) >= 2:
             count = 1
+        # A class with no training image cannot be learned, whatever the fraction asks for.
+        count = min(count, len(ordered) - 1)
         validation_hashes.update(ordered[:count])
 
     train = [record for record in records if record.sha256 not in validation_hashes]
