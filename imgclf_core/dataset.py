@@ -10,13 +10,13 @@ import hashlib
 import json
 import os
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from imgclf_core.fileio import atomic_write_json, user_cache_dir
 from imgclf_core.images import UNREADABLE, ImageDecodeError, decode_image_with_info, read_image_bytes
+from imgclf_core.parallel import decode_thread_count, map_in_threads
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -31,6 +31,8 @@ NOT_A_REGULAR_FILE = "not a regular file"
 NOT_IN_CLASS_FOLDER = "not in a class folder"
 
 _CACHE_FORMAT = 1
+# Files under this median size are thumbnails: scanned in one thread (see decode_thread_count).
+TINY_FILE_BYTES = 4096
 
 
 class DatasetError(ValueError):
@@ -152,17 +154,15 @@ def scan_dataset(
             misses.append(candidate)
 
     total = len(walk.candidates)
-    done = total - len(misses)
+    hits = total - len(misses)
     if progress:
-        progress(done, total)
+        progress(hits, total)
     if misses:
-        worker_count = workers or min(8, (os.cpu_count() or 1) * 2)
-        with ThreadPoolExecutor(max_workers=worker_count) as pool:
-            for candidate, entry in zip(misses, pool.map(_inspect_file, misses)):
-                results[candidate.relative_path] = entry
-                done += 1
-                if progress and (done % 64 == 0 or done == total):
-                    progress(done, total)
+        median_bytes = sorted(candidate.size for candidate in misses)[len(misses) // 2]
+        worker_count = workers or decode_thread_count(tiny_images=median_bytes < TINY_FILE_BYTES)
+        report = (lambda done, _: progress(hits + done, total)) if progress else None
+        for candidate, entry in zip(misses, map_in_threads(_inspect_file, misses, worker_count, report)):
+            results[candidate.relative_path] = entry
         if use_cache:
             atomic_write_json(
                 cache_file,

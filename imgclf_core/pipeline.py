@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,15 +18,19 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from imgclf_core.augmentation import make_geometry_layer, make_photometric_layers
 from imgclf_core.config import AugmentationConfig, DataConfig
 from imgclf_core.dataset import DatasetError, DatasetIndex, ImageRecord
 from imgclf_core.fileio import user_cache_dir
 from imgclf_core.images import ImageDecodeError, decode_image
+from imgclf_core.parallel import decode_thread_count, map_in_threads
 from imgclf_core.split import split_by_content_hash
 
 ProgressCallback = Callable[[int, int], None]
 # Above this many bytes of decoded pixels, "auto" keeps the arrays in an on-disk store.
 AUTO_DISK_CACHE_BYTES = 2 * 1024**3
+# Images with fewer pixels than this (median) decode fastest in a single thread.
+TINY_IMAGE_PIXELS = 64 * 64
 
 
 @dataclass(frozen=True)
@@ -129,11 +132,9 @@ def _decode_into(
         except ImageDecodeError as error:
             raise DatasetError(f"{path}: {error} (the file changed after the scan; scan again)") from error
 
-    total = len(records)
-    with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 1) * 2) as pool:
-        for done, _ in enumerate(pool.map(decode_one, range(total)), start=1):
-            if progress and (done % 256 == 0 or done == total):
-                progress(done, total)
+    tiny = bool(records) and np.median([record.width * record.height for record in records]) < TINY_IMAGE_PIXELS
+    for _ in map_in_threads(decode_one, range(len(records)), workers or decode_thread_count(tiny), progress):
+        pass
 
 
 def _array_store_path(records: Sequence[ImageRecord], data_config: DataConfig) -> Path:
@@ -165,50 +166,19 @@ def make_dataset(
         batch_images, batch_labels = tf.numpy_function(gather, [batch_indices], (tf.uint8, tf.int32))
         batch_images.set_shape((None, *image_shape))
         batch_labels.set_shape((None,))
-        return tf.cast(batch_images, tf.float32), batch_labels
+        if geometry is not None:
+            batch_images = geometry(batch_images, training=True)  # uint8 in, float32 out
+        batch_images = tf.cast(batch_images, tf.float32)
+        if photometric is not None:
+            batch_images = photometric(batch_images, training=True)
+        return batch_images, batch_labels
 
+    geometry = photometric = None
+    if augmentation is not None:
+        geometry = make_geometry_layer(augmentation, seed)
+        photometric = make_photometric_layers(augmentation, seed)
     dataset = tf.data.Dataset.range(count)
     if shuffle:
         dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(load_batch, num_parallel_calls=tf.data.AUTOTUNE)
-    augmenter = make_augmenter(augmentation, seed) if augmentation is not None else None
-    if augmenter is not None:
-        dataset = dataset.map(
-            lambda batch, batch_labels: (augmenter(batch, training=True), batch_labels),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def make_augmenter(config: AugmentationConfig, seed: int | None = None) -> keras.Sequential | None:
-    """Keras preprocessing layers for `config` (images in 0..255), or None when it changes nothing."""
-    if config.is_identity:
-        return None
-    layers: list[keras.layers.Layer] = []
-    if config.horizontal_flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if config.rotation_degrees:
-        layers.append(keras.layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="nearest", seed=seed))
-    if config.zoom:
-        layers.append(keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=seed))
-    if config.translation:
-        layers.append(
-            keras.layers.RandomTranslation(config.translation, config.translation, fill_mode="nearest", seed=seed)
-        )
-    if config.contrast:
-        layers.append(keras.layers.RandomContrast(config.contrast, value_range=(0, 255), seed=seed))
-    if config.brightness:
-        layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed))
-    return keras.Sequential(layers, name="augmentation")
-
-
-def preview_augmentations(image: np.ndarray, config: AugmentationConfig, count: int, seed: int = 0) -> np.ndarray:
-    """`count` augmented versions of one (H, W, C) uint8 image, as a (count, H, W, C) uint8 array."""
-    if image.ndim != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, C) uint8 image, got {image.dtype} {image.shape}")
-    batch = np.repeat(image[None].astype(np.float32), count, axis=0)
-    augmenter = make_augmenter(config, seed)
-    if augmenter is None:
-        return batch.astype(np.uint8)
-    augmented = np.asarray(augmenter(batch, training=True))
-    return np.clip(np.round(augmented), 0, 255).astype(np.uint8)

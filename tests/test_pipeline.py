@@ -9,6 +9,13 @@ from PIL import Image
 pytest.importorskip("tensorflow")
 
 import imgclf_core.pipeline as pipeline  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from imgclf_core.augmentation import (  # noqa: E402
+    RandomGeometry,
+    make_augmenter,
+    preview_augmentations,
+    resample_bilinear,
+)
 from imgclf_core.config import NO_AUGMENTATION, AugmentationConfig, DataConfig  # noqa: E402
 from imgclf_core.dataset import DatasetError, scan_dataset  # noqa: E402
 
@@ -112,7 +119,7 @@ def test_one_class_is_refused(tmp_path):
 def test_preview_augmentations_vary_and_keep_shape():
     image = np.zeros((32, 32, 3), dtype=np.uint8)
     image[4:12, 4:20] = 255  # an off-centre bar, so a flip or rotation moves it
-    previews = pipeline.preview_augmentations(image, AugmentationConfig(rotation_degrees=30, zoom=0.2), 6, seed=3)
+    previews = preview_augmentations(image, AugmentationConfig(rotation_degrees=30, zoom=0.2), 6, seed=3)
     assert previews.shape == (6, 32, 32, 3) and previews.dtype == np.uint8
     assert len({preview.tobytes() for preview in previews}) > 1
     assert any(not np.array_equal(preview, image) for preview in previews)
@@ -120,7 +127,7 @@ def test_preview_augmentations_vary_and_keep_shape():
 
 def test_preview_without_augmentation_is_the_image():
     image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
-    np.testing.assert_array_equal(pipeline.preview_augmentations(image, NO_AUGMENTATION, 2)[1], image)
+    np.testing.assert_array_equal(preview_augmentations(image, NO_AUGMENTATION, 2)[1], image)
 
 
 @pytest.mark.parametrize(
@@ -130,3 +137,65 @@ def test_preview_without_augmentation_is_the_image():
 def test_augmentation_config_rejects_out_of_range(field, value):
     with pytest.raises(ValueError, match=field):
         AugmentationConfig(**{field: value})
+
+
+def test_random_geometry_flip_only_mirrors_exactly():
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, size=(16, 9, 7, 3), dtype=np.uint8)
+    flipped = np.asarray(RandomGeometry(horizontal_flip=True, seed=5)(batch, training=True))
+    assert flipped.dtype == np.float32 and flipped.shape == batch.shape
+    mirrored = [np.array_equal(out, image[:, ::-1]) for out, image in zip(flipped, batch)]
+    unchanged = [np.array_equal(out, image) for out, image in zip(flipped, batch)]
+    assert all(m or u for m, u in zip(mirrored, unchanged))
+    assert any(mirrored) and any(unchanged)
+
+
+def test_random_geometry_is_identity_when_not_training():
+    batch = np.arange(2 * 5 * 5 * 1, dtype=np.float32).reshape(2, 5, 5, 1)
+    layer = RandomGeometry(True, 45.0, 0.3, 0.2, seed=1)
+    np.testing.assert_array_equal(np.asarray(layer(batch, training=False)), batch)
+
+
+def test_random_geometry_moves_an_off_centre_square_and_fills_from_edges():
+    batch = np.zeros((8, 32, 32, 1), dtype=np.uint8)
+    batch[:, 2:10, 2:10] = 255
+    out = np.asarray(RandomGeometry(rotation_degrees=40, zoom=0.2, translation=0.2, seed=2)(batch))
+    assert not any(np.array_equal(image, batch[0]) for image in out)
+    # Nearest-edge fill: the bottom-right corner region of every output stays black, never garbage.
+    assert (out[:, -3:, -3:] == 0).all()
+
+
+def test_random_geometry_rotation_matches_the_projective_transform_kernel():
+    """Our XLA resampler and TensorFlow's ImageProjectiveTransformV3 agree on the same transforms."""
+    rng = np.random.default_rng(3)
+    batch = rng.integers(0, 256, size=(4, 20, 24, 3)).astype(np.float32)
+    layer = RandomGeometry(True, 30.0, 0.2, 0.1, seed=7)
+    transforms = layer._random_transforms(tf.shape(batch))
+    ours = np.asarray(resample_bilinear(batch, transforms))
+    reference = tf.raw_ops.ImageProjectiveTransformV3(
+        images=batch, transforms=transforms, output_shape=[20, 24], fill_value=0.0,
+        interpolation="BILINEAR", fill_mode="NEAREST",
+    ).numpy()
+    # Interior pixels agree to rounding; the kernel's nearest fill differs from clamping only at borders.
+    np.testing.assert_allclose(ours[:, 3:-3, 3:-3], reference[:, 3:-3, 3:-3], atol=0.05)
+
+
+def test_augmented_dataset_keeps_labels_and_range(two_class_tree):
+    index = scan_dataset(two_class_tree)
+    config = DataConfig(image_size=16, batch_size=4, validation_split=0.0)
+    images = pipeline.decode_records(index.root, index.records, config)
+    labels = pipeline.encode_labels(index.records, index.class_names)
+    augmentation = AugmentationConfig(rotation_degrees=30, zoom=0.2, contrast=0.3, brightness=0.3)
+    dataset = pipeline.make_dataset(images, labels, 4, shuffle=True, seed=1, augmentation=augmentation)
+    seen = []
+    for batch_images, batch_labels in dataset:
+        assert batch_images.dtype.name == "float32" and batch_images.shape[1:] == (16, 16, 3)
+        assert float(np.min(batch_images)) >= 0.0 and float(np.max(batch_images)) <= 255.0
+        seen.extend(np.asarray(batch_labels).tolist())
+    assert sorted(seen) == sorted(labels.tolist())
+
+
+def test_augmenter_composes_geometry_and_photometric_layers():
+    augmenter = make_augmenter(AugmentationConfig())
+    assert [layer.name for layer in augmenter.layers] == ["random_geometry", "photometric"]
+    assert make_augmenter(AugmentationConfig(False, 0, 0, 0, 0.2, 0)).layers[0].name == "photometric"
