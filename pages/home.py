@@ -42,7 +42,7 @@ def thumbnails_ui(index: DatasetIndex) -> None:
             path = index.absolute_path(record.path)
             thumbnail = load_thumbnail(str(path), file_mtime_ns(path))
             if thumbnail is not None:
-                column.image(thumbnail, caption=Path(record.path).name, width=96)
+                column.image(thumbnail, caption=Path(record.path).stem, width=96)
 
 
 def skipped_ui(index: DatasetIndex) -> None:
@@ -57,7 +57,7 @@ if folder is not None:
     dataset_index = scan_or_report(folder)
     if dataset_index is not None:
         st.header(f"Dataset: {folder.name}")
-        st.caption(str(folder.resolve()))
+        st.caption(str(folder))
         summary_ui(dataset_index)
         class_counts_ui(dataset_index)
         thumbnails_ui(dataset_index)
