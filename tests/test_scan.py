@@ -12,28 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import png_bytes, write
+
 import imgclf_core.dataset
 from imgclf_core import dataset, images
 from imgclf_core.dataset import DatasetError, SkippedFile, scan_dataset
 
 
 # ---------------------------------------------------------------- tree makers
-
-
-def png_bytes(seed: int, size: tuple[int, int] = (6, 4)) -> bytes:
-    """A small PNG whose bytes differ for every seed (random pixels)."""
-    width, height = size
-    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def write(root: Path, relative: str, data: bytes) -> Path:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def make_tree(root: Path, files: dict[str, bytes]) -> Path:

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import random
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from helpers import png_bytes, write
 
 from imgclf_core.dataset import DatasetIndex, scan_dataset
 from imgclf_core.split import split_by_content_hash
 
 CLASS_SIZES = {"ants": 40, "bees": 20, "cicadas": 5, "dragonflies": 2, "earwigs": 1}
-
-
-def png_bytes(seed: int) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def write(root: Path, relative: str, data: bytes) -> None:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
 
 
 @pytest.fixture(scope="module")
