@@ -11,6 +11,11 @@ from imgclf_core.images import COLOR_MODES
 ConfigT = TypeVar("ConfigT")
 
 
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+
+
 @dataclass(frozen=True)
 class AugmentationConfig:
     """Random augmentation applied to training batches (never to validation)."""
@@ -59,6 +64,78 @@ class DataConfig:
         return 3 if self.color_mode == "rgb" else 1
 
 
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which registered model to build (see imgclf_core.models.MODEL_REGISTRY) and its options."""
+
+    name: str = "small_cnn"
+    # Pretrained models only: "imagenet", "none" (random init) or a path to a Keras weights file.
+    weights: str = "imagenet"
+    dropout: float = 0.2
+    # Fine-tuning unfreezes this fraction of the base's layers, counted from the top.
+    fine_tune_fraction: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_range("dropout", self.dropout, 0.0, 0.9)
+        _check_range("fine_tune_fraction", self.fine_tune_fraction, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How to fit: epochs, learning rates, stopping and class weights."""
+
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    # Transfer learning: after `epochs` on a frozen base, this many epochs fine-tuning its top.
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-4
+    # "cosine": decay to ~0 over each stage; "constant": only reduce-on-plateau changes it.
+    schedule: str = "cosine"
+    early_stopping_patience: int = 5  # epochs without val_loss improvement; 0 = never stop early
+    reduce_lr_patience: int = 2
+    reduce_lr_factor: float = 0.5
+    # "auto": weight classes by inverse frequency when largest/smallest > 1.5; "none"; "balanced".
+    class_weighting: str = "auto"
+    progress_every_batches: int = 10
+
+    def __post_init__(self) -> None:
+        _check_range("epochs", self.epochs, 0, 10_000)
+        _check_range("fine_tune_epochs", self.fine_tune_epochs, 0, 10_000)
+        if self.epochs + self.fine_tune_epochs < 1:
+            raise ValueError("epochs + fine_tune_epochs must be at least 1")
+        _check_range("learning_rate", self.learning_rate, 1e-7, 10.0)
+        _check_range("fine_tune_learning_rate", self.fine_tune_learning_rate, 1e-8, 10.0)
+        _check_range("reduce_lr_factor", self.reduce_lr_factor, 0.01, 1.0)
+        _check_range("progress_every_batches", self.progress_every_batches, 1, 100_000)
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.class_weighting not in ("auto", "none", "balanced"):
+            raise ValueError(f"class_weighting must be 'auto', 'none' or 'balanced', got {self.class_weighting!r}")
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.fine_tune_epochs
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run needs; stored as config.json so a run can be repeated from it alone."""
+
+    data_dir: str
+    data: DataConfig = DataConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+
+
+def run_config_from_dict(values: dict[str, Any]) -> RunConfig:
+    """A RunConfig from config.json's "run" section, refusing unknown keys at every level."""
+    parts = {"data": DataConfig, "augmentation": AugmentationConfig, "model": ModelConfig, "training": TrainingConfig}
+    nested = {key: config_from_dict(parts[key], values[key]) for key in parts if key in values}
+    flat = {key: value for key, value in values.items() if key not in parts}
+    return config_from_dict(RunConfig, {**flat, **nested})
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (nested configs included)."""
     return dataclasses.asdict(config)
@@ -72,10 +149,6 @@ def config_from_dict(config_class: type[ConfigT], values: dict[str, Any]) -> Con
         raise ValueError(f"unknown {config_class.__name__} keys: {', '.join(unknown)}")
     return config_class(**values)
 
-
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
 
 
 NO_AUGMENTATION = AugmentationConfig(False, 0.0, 0.0, 0.0, 0.0, 0.0)

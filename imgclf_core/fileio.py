@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def user_cache_dir() -> Path:
@@ -20,13 +20,23 @@ def user_cache_dir() -> Path:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync it, then os.replace it over `path`."""
+    atomic_write_with(path, lambda temp_path: temp_path.write_bytes(data))
+
+
+def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """Let `write(temp_path)` fill a temp file beside `path`, fsync it, then os.replace it over `path`.
+
+    A crash or a full disk at any point leaves the old file as it was and no temp file behind
+    (beyond the crash itself: a killed process leaves a dot-file that the next write ignores).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # Ends with the target's whole name: some writers (keras.saving) check ".keras" or ".weights.h5".
+    handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{target.name}", dir=target.parent)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as temp_file:
-            temp_file.write(data)
-            temp_file.flush()
+        write(Path(temp_name))
+        with open(temp_name, "rb+") as temp_file:
             os.fsync(temp_file.fileno())
         os.replace(temp_name, target)
     except BaseException:

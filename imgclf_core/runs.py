@@ -1,0 +1,262 @@
+"""The run folder: the API between a trainer process and everything that watches it.
+
+```
+RUN_DIR/config.json      {"run": RunConfig, "class_names": [...], "versions": {...}, "created_at": ...}
+RUN_DIR/status.json      state, epoch, epochs, step, steps, message, pid, updated_at
+RUN_DIR/history.csv      one row per finished epoch
+RUN_DIR/progress.jsonl   a line every few batches
+RUN_DIR/checkpoint/      state.json + the files it names (last finished epoch)
+RUN_DIR/model.keras      best model by validation loss
+RUN_DIR/evaluation.json, predictions.csv, tensorboard/, train.log
+```
+This module never imports TensorFlow: the app reads runs with it while a trainer runs elsewhere.
+`start_run` launches `imgclf train --resume RUN_DIR` as its own process (own session), so a closed
+browser tab or a Streamlit rerun never stops it; `RunHandle.stop` sends SIGTERM, which the trainer
+turns into "finish this batch, save, state stopped".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from imgclf_core.config import RunConfig, config_to_dict, run_config_from_dict
+from imgclf_core.fileio import atomic_write_json, atomic_write_text
+
+QUEUED, RUNNING, FINISHED, STOPPED, FAILED = "queued", "running", "finished", "stopped", "failed"
+# Not written by anyone: read_status reports it when status says running but the process is gone.
+INTERRUPTED = "interrupted"
+ACTIVE_STATES = (QUEUED, RUNNING)
+HISTORY_COLUMNS = ("epoch", "stage", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+class RunError(ValueError):
+    """A run folder is missing, unreadable or in the wrong state for what was asked."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- config
+
+
+def write_run_config(run_dir: str | os.PathLike, run_config: RunConfig, class_names: list[str] | None = None) -> None:
+    """config.json: the full config, the class order once known, and package versions."""
+    document = {
+        "run": config_to_dict(run_config),
+        "class_names": list(class_names) if class_names else None,
+        "versions": package_versions(),
+        "created_at": now_iso(),
+    }
+    atomic_write_json(Path(run_dir) / "config.json", document)
+
+
+def read_run_document(run_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"not a run folder (no config.json): {run_dir}") from None
+    except (OSError, ValueError) as error:
+        raise RunError(f"unreadable run config {path}: {error}") from error
+
+
+def read_run_config(run_dir: str | os.PathLike) -> RunConfig:
+    return run_config_from_dict(read_run_document(run_dir)["run"])
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": sys.version.split()[0]}
+    for package in ("imgclf", "tensorflow", "keras", "numpy", "pillow"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+# ---------------------------------------------------------------- status, history, progress
+
+
+def write_status(run_dir: str | os.PathLike, state: str, **fields: Any) -> None:
+    atomic_write_json(
+        Path(run_dir) / "status.json", {"state": state, "pid": os.getpid(), "updated_at": now_iso(), **fields}
+    )
+
+
+def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """status.json, with state "interrupted" when it claims to be active but its process is gone."""
+    path = Path(run_dir) / "status.json"
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"state": QUEUED if (Path(run_dir) / "config.json").exists() else "missing"}
+    except (OSError, ValueError):
+        return {"state": "unreadable"}
+    if status.get("state") in ACTIVE_STATES and not process_is_trainer(status.get("pid")):
+        status["state"] = INTERRUPTED
+    return status
+
+
+def process_is_trainer(pid: int | None) -> bool:
+    """True when `pid` is alive and (where /proc tells) is a Python or imgclf process, not a reused pid."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc here: trust the pid
+    return b"python" in command or b"imgclf" in command
+
+
+def write_history(run_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(run_dir) / "history.csv", buffer.getvalue())
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    try:
+        text = (Path(run_dir) / "history.csv").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        rows.append({key: _number_or_text(value) for key, value in row.items()})
+    return rows
+
+
+def append_progress(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
+    with open(Path(run_dir) / "progress.jsonl", "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(record) + "\n")
+
+
+def read_progress(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every complete line of progress.jsonl (a line being written right now is skipped)."""
+    try:
+        text = (Path(run_dir) / "progress.jsonl").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def _number_or_text(value: str | None) -> Any:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """A run folder and the trainer process behind it (which may belong to an earlier app session)."""
+
+    run_dir: Path
+
+    def status(self) -> dict[str, Any]:
+        return read_status(self.run_dir)
+
+    def history(self) -> list[dict[str, Any]]:
+        return read_history(self.run_dir)
+
+    def progress(self) -> list[dict[str, Any]]:
+        return read_progress(self.run_dir)
+
+    def is_active(self) -> bool:
+        return self.status()["state"] in ACTIVE_STATES
+
+    def stop(self, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Ask the trainer to finish its batch, save and stop; wait up to `timeout_s` for it."""
+        status = self.status()
+        if status["state"] not in ACTIVE_STATES:
+            return status
+        try:
+            os.kill(status["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            return self.status()
+        return self.wait(timeout_s)
+
+    def resume(self) -> "RunHandle":
+        """Start the trainer again; it continues after the last finished epoch."""
+        if self.is_active():
+            raise RunError(f"run is already active: {self.run_dir}")
+        return launch_trainer(self.run_dir)
+
+    def wait(self, timeout_s: float | None = None, poll_s: float = 0.2) -> dict[str, Any]:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            status = self.status()
+            if status["state"] not in ACTIVE_STATES:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                return status
+            time.sleep(poll_s)
+
+
+def start_run(run_config: RunConfig, run_dir: str | os.PathLike) -> RunHandle:
+    """Create a run folder for `run_config` and start training it in a separate process."""
+    folder = Path(run_dir)
+    if (folder / "config.json").exists():
+        raise RunError(f"run folder already holds a run: {folder} (resume it, or choose a new folder)")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_run_config(folder, run_config)
+    write_status(folder, QUEUED, message="starting", pid=None)
+    return launch_trainer(folder)
+
+
+def launch_trainer(run_dir: str | os.PathLike) -> RunHandle:
+    folder = Path(run_dir).resolve()
+    log = open(folder / "train.log", "ab")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "imgclf_core.cli", "train", "--resume", str(folder)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C or a dying parent does not reach the trainer
+        )
+    finally:
+        log.close()
+    # Until the trainer writes its own status, point at its pid so watchers see it as active.
+    write_status(folder, QUEUED, message="starting", pid=process.pid)
+    return RunHandle(folder)
+
+
+def list_runs(runs_root: str | os.PathLike) -> list[Path]:
+    """Run folders directly under `runs_root`, newest first."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    runs = [path for path in root.iterdir() if (path / "config.json").is_file()]
+    return sorted(runs, key=lambda path: (path / "config.json").stat().st_mtime, reverse=True)
