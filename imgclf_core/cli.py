@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence, TextIO
 
 from imgclf_core import __version__
+from imgclf_core.models import ModelError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 # Below this many files a scan is quick enough that a bar would only flicker.
 PROGRESS_MIN_TOTAL = 500
+# Pillow modes of single-channel images: a dataset of only these trains in grayscale by default.
+GRAYSCALE_MODES = ("1", "L", "I", "I;16", "F")
+# Models trained from scratch default to the data's median side, clamped to this range.
+SCRATCH_IMAGE_SIZES = (28, 96)
 
 
 class StderrProgressBar:
@@ -64,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--no-cache", action="store_true", help="re-read every file, ignoring the scan cache")
     scan.set_defaults(handler=run_scan)
 
+    add_train_parser(commands)
+
     fashion = commands.add_parser(
         "fashion-mnist", help="write Fashion-MNIST (from its IDX files) as folder-per-class PNG trees"
     )
@@ -75,7 +83,145 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fashion.add_argument("--inbox", type=int, default=60, help="unlabelled test images for the inbox (with --sample)")
     fashion.set_defaults(handler=run_fashion_mnist)
+    add_evaluate_parser(commands)
+    add_predict_parser(commands)
     return parser
+
+
+def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("evaluate", help="evaluate a run's model on a folder-per-class dataset")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("data_dir", metavar="DATA_DIR")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def add_predict_parser(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser(
+        "predict", help="classify images with a run's model (or the word 'imagenet' for the built-in classifier)"
+    )
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, or 'imagenet'")
+    predict.add_argument("images", metavar="IMAGE", nargs="+")
+    predict.add_argument("--top-k", type=int, default=5, metavar="K", help="how many classes to list per image")
+    predict.add_argument("--gradcam", metavar="OUT_DIR", default=None, help="write Grad-CAM overlay PNGs here")
+    predict.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    predict.set_defaults(handler=run_predict)
+
+
+def add_train_parser(commands) -> None:
+    from imgclf_core.config import AugmentationConfig, DataConfig, ModelConfig, TrainingConfig
+
+    data, training, model = DataConfig(), TrainingConfig(), ModelConfig()
+    train = commands.add_parser(
+        "train", help="train a model on a folder-per-class dataset into a run folder",
+        description="Train into RUN_DIR (config.json, status.json, history.csv, model.keras, ...). "
+        "`imgclf train --resume RUN_DIR` continues a stopped or killed run after its last finished epoch.",
+    )
+    train.add_argument("data_dir", metavar="DATA_DIR", nargs="?")
+    train.add_argument("--out", metavar="RUN_DIR", help="the run folder to create")
+    train.add_argument("--resume", metavar="RUN_DIR", nargs="?", const=True, default=None,
+                       help="continue the run in RUN_DIR (or in --out)")
+    train.add_argument("--model", default=model.name, help="a registered model (see --list-models)")
+    train.add_argument("--list-models", action="store_true", help="print the model registry and exit")
+    train.add_argument("--weights", default=model.weights, help="pretrained models: imagenet, none or a weights file")
+    train.add_argument("--epochs", type=int, default=training.epochs)
+    train.add_argument("--fine-tune-epochs", type=int, default=training.fine_tune_epochs)
+    train.add_argument("--learning-rate", type=float, default=training.learning_rate)
+    train.add_argument("--image-size", type=int, default=None, help="default: the model's own (28-224)")
+    train.add_argument("--color-mode", choices=("rgb", "grayscale"), default=None,
+                       help="default: grayscale when every image is grayscale, else rgb")
+    train.add_argument("--batch-size", type=int, default=data.batch_size)
+    train.add_argument("--val-split", type=float, default=data.validation_split)
+    train.add_argument("--seed", type=int, default=data.seed)
+    train.add_argument("--no-augmentation", action="store_true")
+    train.set_defaults(handler=run_train, augmentation_default=AugmentationConfig())
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from imgclf_core.models import MODEL_REGISTRY
+
+    if args.list_models:
+        for spec in MODEL_REGISTRY.values():
+            print(f"{spec.name:<18} {spec.default_image_size:>3} px  {spec.description}")
+        return EXIT_OK
+    run_dir = _train_run_dir(args)
+    from imgclf_core import runs
+    from imgclf_core.training import train_run
+
+    state = train_run(run_dir, epoch_listener=print_epoch_line)
+    status = runs.read_status(run_dir)
+    print(f"{run_dir}: {state}: {status.get('message', '')}")
+    return EXIT_OK if state in (runs.FINISHED, runs.STOPPED) else 1
+
+
+def print_epoch_line(row: dict, model=None) -> None:
+    print(
+        f"epoch {row['epoch']} ({row['stage']}): loss {row['loss']:.4f} accuracy {row['accuracy']:.4f}"
+        f" val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} lr {row['lr']:.2e}"
+        f" [{row['seconds']:.1f} s]",
+        file=sys.stderr, flush=True,
+    )
+
+
+def _train_run_dir(args: argparse.Namespace) -> Path:
+    """The run folder to train: an existing one for --resume, else a new one holding the config."""
+    from imgclf_core import runs
+
+    if args.resume is not None:
+        target = args.out if args.resume is True else args.resume
+        if not target:
+            raise BadInput("--resume needs a RUN_DIR (or --out RUN_DIR)")
+        run_dir = Path(target)
+        runs.read_run_document(run_dir)  # a clear error when it is not a run folder
+        status = runs.read_status(run_dir)
+        # A launcher writes the trainer's own pid before it starts; any other live pid is a second trainer.
+        if status["state"] in runs.ACTIVE_STATES and status.get("pid") not in (None, os.getpid()):
+            raise BadInput(f"{run_dir} is being trained right now by process {status['pid']}")
+        return run_dir
+    if not args.data_dir or not args.out:
+        raise BadInput("give DATA_DIR and --out RUN_DIR (or --resume RUN_DIR)")
+    run_dir = Path(args.out)
+    if (run_dir / "config.json").exists():
+        raise BadInput(f"{run_dir} already holds a run: use --resume {run_dir}, or another --out folder")
+    if not Path(args.data_dir).is_dir():
+        raise BadInput(f"dataset folder not found: {args.data_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.write_run_config(run_dir, run_config_from_args(args))
+    return run_dir
+
+
+def run_config_from_args(args: argparse.Namespace):
+    from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
+    from imgclf_core.dataset import scan_dataset
+    from imgclf_core.models import MODEL_REGISTRY, ModelError
+
+    spec = MODEL_REGISTRY.get(args.model)
+    if spec is None:
+        raise ModelError(f"unknown model {args.model!r}; choose one of: {', '.join(MODEL_REGISTRY)}")
+    index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
+    color_mode = args.color_mode
+    if color_mode is None:
+        all_gray = index.records and all(record.mode in GRAYSCALE_MODES for record in index.records)
+        color_mode = "grayscale" if all_gray else "rgb"
+    image_size = args.image_size
+    if image_size is None:
+        image_size = spec.default_image_size
+        if not spec.pretrained and index.records:
+            # From scratch, the data's own size (within reason) loses nothing and costs least.
+            sides = sorted(min(record.width, record.height) for record in index.records)
+            image_size = min(max(sides[len(sides) // 2], SCRATCH_IMAGE_SIZES[0]), SCRATCH_IMAGE_SIZES[1])
+    return RunConfig(
+        data_dir=str(Path(args.data_dir).resolve()),
+        data=DataConfig(
+            image_size=image_size, color_mode=color_mode,
+            validation_split=args.val_split, seed=args.seed, batch_size=args.batch_size,
+        ),
+        augmentation=NO_AUGMENTATION if args.no_augmentation else args.augmentation_default,
+        model=ModelConfig(name=args.model, weights=args.weights),
+        training=TrainingConfig(
+            epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, learning_rate=args.learning_rate
+        ),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (BadInput, ValueError, FileNotFoundError, NotADirectoryError) as error:
+    except (BadInput, ModelError, ValueError, FileNotFoundError, NotADirectoryError) as error:  # ModelError, RunError too
         message = str(error).replace("\n", " ")
         print(f"imgclf {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -135,6 +281,105 @@ def run_fashion_mnist(args: argparse.Namespace) -> int:
         counts = fashion_mnist.write_full_tree(source, args.out_dir, progress=StderrProgressBar("write", min_total=0))
         print(f"wrote {counts['train']} train and {counts['test']} test images to {args.out_dir}")
     return EXIT_OK
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from imgclf_core.dataset import scan_dataset
+    from imgclf_core.model_io import read_run_config
+
+    # Class names come from config.json, so a mismatched dataset is refused before TensorFlow loads.
+    class_names, _ = read_run_config(args.run_dir)
+    index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
+    check_classes_known(index.class_names, class_names, args.data_dir, args.run_dir)
+    if index.skipped:
+        print(f"warning: skipped {len(index.skipped)} unusable file(s) in {args.data_dir} (see imgclf scan)",
+              file=sys.stderr)
+    evaluation = evaluate_run(args.run_dir, index)
+    if args.json:
+        json.dump(evaluation, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_evaluation(evaluation, args.run_dir, args.data_dir)
+    return EXIT_OK
+
+
+def check_classes_known(data_classes: Sequence[str], model_classes: Sequence[str], data_dir: str, run_dir: str) -> None:
+    if not data_classes:
+        raise BadInput(f"{data_dir}: no usable images in class folders to evaluate")
+    unknown = sorted(set(data_classes) - set(model_classes))
+    if unknown:
+        raise BadInput(
+            f"{data_dir}: class folder(s) {', '.join(map(repr, unknown))} unknown to the model in {run_dir} "
+            f"(it knows: {', '.join(model_classes)})"
+        )
+
+
+def evaluate_run(run_dir: str, index) -> dict:
+    import numpy as np
+
+    from imgclf_core.evaluation import evaluate_predictions
+    from imgclf_core.model_io import load_run_model
+    from imgclf_core.predict import predict_index
+
+    model, class_names, run_config = load_run_model(run_dir)
+    probabilities = predict_index(model, index, run_config.data, progress=StderrProgressBar("predict"))
+    position = {name: number for number, name in enumerate(class_names)}
+    true_indices = np.array([position[record.label] for record in index.records], dtype=np.int64)
+    return evaluate_predictions(true_indices, probabilities, class_names)
+
+
+# Above this many classes the confusion matrix is too wide for a terminal; --json still has it.
+MAX_PRINTED_MATRIX_CLASSES = 20
+
+
+def print_evaluation(evaluation: dict, run_dir: str, data_dir: str) -> None:
+    matrix = evaluation["confusion_matrix"]
+    total = sum(map(sum, matrix))
+    print(f"{run_dir} on {data_dir}: accuracy {evaluation['accuracy']:.4f} on {total} images, "
+          f"macro F1 {evaluation['macro_f1']:.4f}")
+    names = evaluation["class_names"]
+    width = max(max(map(len, names)), 5)
+    print(f"  {'class':<{width}}  precision  recall      f1  support")
+    for name, scores in evaluation["per_class"].items():
+        print(f"  {name:<{width}}  {scores['precision']:9.4f}  {scores['recall']:6.4f}  {scores['f1']:6.4f}  "
+              f"{scores['support']:7d}")
+    if len(names) <= MAX_PRINTED_MATRIX_CLASSES:
+        print("confusion matrix (rows = true class, columns = predicted, in the order above):")
+        cell = max(len(str(max(map(max, matrix)))), 3)
+        for name, row in zip(names, matrix):
+            print(f"  {name:<{width}}  " + " ".join(f"{count:>{cell}}" for count in row))
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from imgclf_core.predict import Predictor
+
+    if args.top_k < 1:
+        raise BadInput(f"--top-k must be at least 1, got {args.top_k}")
+    predictor = Predictor.imagenet() if args.run_dir == "imagenet" else Predictor.from_run(args.run_dir)
+    results = predictor.predict_files(args.images, top_k=args.top_k, gradcam_dir=args.gradcam)
+    if args.json:
+        json.dump(results, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_predictions(results)
+    failed = [item for item in results if "error" in item]
+    if len(failed) == len(results):
+        raise BadInput(f"none of the {len(results)} image(s) could be read (first: {failed[0]['path']}: "
+                       f"{failed[0]['error']})")
+    return EXIT_OK
+
+
+def print_predictions(results: list[dict]) -> None:
+    for item in results:
+        if "error" in item:
+            print(f"{item['path']}: cannot read: {item['error']}")
+            continue
+        print(item["path"])
+        width = max(len(entry["label"]) for entry in item["top_k"])
+        for entry in item["top_k"]:
+            print(f"  {entry['label']:<{width}}  {entry['probability']:.4f}")
+        if item["gradcam"]:
+            print(f"  grad-cam: {item['gradcam']}")
 
 
 if __name__ == "__main__":

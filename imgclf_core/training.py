@@ -21,7 +21,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
@@ -110,14 +110,25 @@ def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray
     return weights.astype("float32")
 
 
-def train_run(run_dir: str | os.PathLike, stop_request: StopRequest | None = None) -> str:
-    """Train (or continue) the run in `run_dir`; returns the final state. Errors end as state "failed"."""
+EpochListener = Callable[[dict, "keras.Model"], None]
+
+
+def train_run(
+    run_dir: str | os.PathLike,
+    stop_request: StopRequest | None = None,
+    epoch_listener: EpochListener | None = None,
+) -> str:
+    """Train (or continue) the run in `run_dir`; returns the final state. Errors end as state "failed".
+
+    `epoch_listener(history_row, model)` is called after each finished epoch (benchmarks use it to
+    measure test accuracy per epoch); the loop itself never draws or prints.
+    """
     run_dir = Path(run_dir)
     chief = is_chief()
     stop_request = stop_request or StopRequest()
     stop_request.install()
     try:
-        return _train(run_dir, chief, stop_request)
+        return _train(run_dir, chief, stop_request, epoch_listener)
     except BaseException as error:
         if chief:
             message = f"{type(error).__name__}: {error}" if not isinstance(error, KeyboardInterrupt) else "interrupted"
@@ -125,7 +136,7 @@ def train_run(run_dir: str | os.PathLike, stop_request: StopRequest | None = Non
         raise
 
 
-def _train(run_dir: Path, chief: bool, stop_request: StopRequest) -> str:
+def _train(run_dir: Path, chief: bool, stop_request: StopRequest, epoch_listener: EpochListener | None) -> str:
     document = runs.read_run_document(run_dir)
     config = runs.read_run_config(run_dir)
     spec = MODEL_REGISTRY.get(config.model.name)
@@ -143,6 +154,8 @@ def _train(run_dir: Path, chief: bool, stop_request: StopRequest) -> str:
     if chief and not document.get("class_names"):
         runs.write_run_config(run_dir, config, class_names)
 
+    # Same seed, same split, same initial weights, same batches: a run can be repeated.
+    keras.utils.set_random_seed(config.data.seed)
     strategy = choose_strategy()
     if chief:
         runs.write_status(run_dir, runs.RUNNING, message="decoding images")
@@ -155,6 +168,7 @@ def _train(run_dir: Path, chief: bool, stop_request: StopRequest) -> str:
     with strategy.scope():
         model = create_model(config.model, len(class_names), config.data.image_size, config.data.channels)
     loop = _Loop(run_dir, chief, config, model, data, strategy, weights, stop_request, state)
+    loop.epoch_listener = epoch_listener
     if weights is not None and chief:
         loop.notes.append("classes are imbalanced: training with inverse-frequency class weights")
     return loop.run(stages)
@@ -182,6 +196,7 @@ class _Loop:
         class_weight_vector = weights if weights is not None else np.ones(len(data.class_names), "float32")
         self.class_weight_vector = tf.constant(class_weight_vector)
         self.optimizer = None
+        self.epoch_listener: EpochListener | None = None
         self.summary_writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
 
     # ------------------------------------------------------------ stages and epochs
@@ -239,6 +254,8 @@ class _Loop:
             "lr": float(self.optimizer.learning_rate.numpy()), "seconds": round(time.monotonic() - started, 3),
         }
         self._end_epoch(row)
+        if self.epoch_listener is not None:
+            self.epoch_listener(row, self.model)
         return runs.RUNNING
 
     def _learning_rate(self, stage: str, stage_epochs: int, step: int, steps: int) -> float:
