@@ -175,7 +175,8 @@ def _train_run_dir(args: argparse.Namespace) -> Path:
         runs.read_run_document(run_dir)  # a clear error when it is not a run folder
         status = runs.read_status(run_dir)
         # A launcher writes the trainer's own pid before it starts; any other live pid is a second trainer.
-        if status["state"] in runs.ACTIVE_STATES and status.get("pid") not in (None, os.getpid()):
+        busy = status["state"] in runs.ACTIVE_STATES and status.get("pid") not in (None, os.getpid())
+        if busy and runs.is_chief():  # the other workers of a multi-worker run join the chief
             raise BadInput(f"{run_dir} is being trained right now by process {status['pid']}")
         return run_dir
     if not args.data_dir or not args.out:

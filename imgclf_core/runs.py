@@ -88,6 +88,15 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def is_chief() -> bool:
+    """Whether this process writes the run folder: the chief, or worker 0 when TF_CONFIG has no chief."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = tf_config.get("task") or {}
+    if not task or task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
+
+
 # ---------------------------------------------------------------- status, history, progress
 
 

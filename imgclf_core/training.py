@@ -82,15 +82,6 @@ def choose_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def is_chief() -> bool:
-    """The one process that writes the run folder: the chief, or worker 0 when there is no chief."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = tf_config.get("task") or {}
-    if not task or task.get("type") == "chief":
-        return True
-    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
-
-
 def worker_count(strategy: tf.distribute.Strategy) -> int:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None:
@@ -124,7 +115,7 @@ def train_run(
     measure test accuracy per epoch); the loop itself never draws or prints.
     """
     run_dir = Path(run_dir)
-    chief = is_chief()
+    chief = runs.is_chief()
     stop_request = stop_request or StopRequest()
     stop_request.install()
     try:
@@ -237,7 +228,7 @@ class _Loop:
         started = time.monotonic()
         steps = self._steps_per_epoch(self.data.train)
         totals = np.zeros(3)  # weighted loss sum, correct, count
-        iterator = iter(self.strategy.experimental_distribute_dataset(self.data.train))
+        iterator = iter(self.strategy.experimental_distribute_dataset(_shard_by_batch(self.data.train)))
         every = self.config.training.progress_every_batches
         for step in range(1, steps + 1):
             self.optimizer.learning_rate.assign(self._learning_rate(stage, stage_epochs, step - 1, steps))
@@ -348,7 +339,7 @@ class _Loop:
         if self.data.validation is None:
             return math.nan, math.nan
         totals = np.zeros(3)
-        iterator = iter(self.strategy.experimental_distribute_dataset(self.data.validation))
+        iterator = iter(self.strategy.experimental_distribute_dataset(_shard_by_batch(self.data.validation)))
         for _ in range(self._steps_per_epoch(self.data.validation)):
             totals += np.array([float(value) for value in self.validate_step(next(iterator))])
         return totals[0] / max(totals[2], 1), totals[1] / max(totals[2], 1)
@@ -434,6 +425,13 @@ def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
     evaluation = evaluate_predictions(true_indices, probabilities, list(data.class_names))
     atomic_write_json(run_dir / "evaluation.json", evaluation)
     write_predictions_csv(run_dir / "predictions.csv", paths, true_indices, probabilities, list(data.class_names))
+
+
+def _shard_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Workers take every n-th batch (the data is an in-memory array, not files to split)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
 
 def _batch_totals(per_example_loss, probabilities, labels):

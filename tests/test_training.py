@@ -224,3 +224,48 @@ def test_transfer_learning_trains_the_head_then_fine_tunes(tmp_path):
     assert tune_trainable > head_trainable
     rows = runs.read_history(run_dir)
     assert [row["lr"] <= 1e-4 + 1e-12 for row in rows] == [False, True]
+
+
+def free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for probe in sockets:
+        probe.bind(("127.0.0.1", 0))
+    ports = [probe.getsockname()[1] for probe in sockets]
+    for probe in sockets:
+        probe.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_train_one_run_to_the_end(tmp_path):
+    import subprocess
+    import sys
+
+    run_dir = make_run(tmp_path, shapes_tree(tmp_path / "data"), epochs=2, batch_size=4)
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        environment = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+            "CUDA_VISIBLE_DEVICES": "",
+        }
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "imgclf_core.cli", "train", "--resume", str(run_dir)],
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        ))
+    outputs = []
+    for process in processes:
+        try:
+            outputs.append(process.communicate(timeout=240)[0].decode(errors="replace"))
+        finally:
+            process.kill()
+    assert [process.returncode for process in processes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    status = runs.read_status(run_dir)
+    assert status["state"] == runs.FINISHED and status["pid"] == processes[0].pid  # only the chief writes
+    assert history_epochs(run_dir) == [1, 2]
+    # Each worker took half of the 6 batches of 4 (48 training images / (2 workers x 4)) per epoch.
+    assert runs.read_progress(run_dir)[-1]["steps"] == 6
+    load_model_checked(run_dir / "model.keras", expected_num_classes=3)
