@@ -60,7 +60,7 @@ class GradCam:
 
     def _probabilities_and_heatmaps(self, images: tf.Tensor, class_indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
-            # Watching the input (not only trainable weights) keeps the path recorded when the model is frozen.
+            # The tape only records ops fed by watched tensors: watching the input keeps weight-free paths too.
             tape.watch(images)
             feature_maps, classifier_input = self.grad_model(images, training=False)
             probabilities, scores = self._probabilities_and_scores(classifier_input)
@@ -68,19 +68,20 @@ class GradCam:
             chosen = tf.where(class_indices < 0, top, class_indices)
             class_scores = tf.gather(scores, chosen, axis=1, batch_dims=1)
         # Each image's score depends only on its own feature map, so one gradient of the sum serves all.
-        gradients = tape.gradient(class_scores, feature_maps)
+        # float32 from here on: a mixed-precision model hands out float16 maps and gradients.
+        gradients = tf.cast(tape.gradient(class_scores, feature_maps), tf.float32)
         channel_weights = tf.reduce_mean(gradients, axis=(1, 2))
-        heatmaps = tf.nn.relu(tf.einsum("nhwc,nc->nhw", feature_maps, channel_weights))
+        heatmaps = tf.nn.relu(tf.einsum("nhwc,nc->nhw", tf.cast(feature_maps, tf.float32), channel_weights))
         peaks = tf.reduce_max(heatmaps, axis=(1, 2), keepdims=True)
         return probabilities, tf.math.divide_no_nan(heatmaps, peaks)
 
     def _probabilities_and_scores(self, classifier_input: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        features = tf.cast(classifier_input, tf.float32)
         if self.output_dense is None:
-            probabilities = classifier_input
-            return probabilities, tf.math.log(tf.maximum(probabilities, 1e-12))
-        logits = tf.matmul(classifier_input, self.output_dense.kernel)
+            return features, tf.math.log(tf.maximum(features, 1e-12))
+        logits = tf.matmul(features, tf.cast(self.output_dense.kernel, tf.float32))
         if self.output_dense.use_bias:
-            logits = logits + self.output_dense.bias
+            logits = logits + tf.cast(self.output_dense.bias, tf.float32)
         return tf.nn.softmax(logits), logits
 
 

@@ -38,7 +38,7 @@ def compiled_predict_function(model: keras.Model) -> Callable[[np.ndarray], tf.T
 
     @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.uint8)])
     def predict(images: tf.Tensor) -> tf.Tensor:
-        return model(tf.cast(images, tf.float32), training=False)
+        return tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)
 
     return predict
 

@@ -195,9 +195,18 @@ def test_kill_9_then_resume_loses_no_finished_epoch(tmp_path):
 def test_resume_refuses_a_run_that_is_training_right_now(tmp_path):
     from imgclf_core.cli import main
 
+    import subprocess
+    import sys
+
     run_dir = make_run(tmp_path, shapes_tree(tmp_path / "data"))
-    runs.write_status(run_dir, runs.RUNNING, pid=os.getppid())  # a live process that is not us
-    assert main(["train", "--resume", str(run_dir)]) == 2
+    other_trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        runs.write_status(run_dir, runs.RUNNING, pid=other_trainer.pid)
+        assert main(["train", "--resume", str(run_dir)]) == 2
+        assert not (run_dir / "history.csv").exists()
+    finally:
+        other_trainer.kill()
+        other_trainer.wait()
 
 
 @pytest.mark.slow
