@@ -1,4 +1,4 @@
-"""imgclf: the Streamlit entry point. Navigation only; each page lives in pages/."""
+"""imgclf: the Streamlit entry point. Navigation only; each page lives in pages/ and draws the shared sidebar."""
 
 import streamlit as st
 
@@ -7,6 +7,8 @@ st.set_page_config(page_title="imgclf", page_icon="🧵", layout="wide")
 navigation = st.navigation(
     [
         st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
+        st.Page("pages/train.py", title="Train", icon="📈"),
     ]
 )
 navigation.run()

@@ -1,19 +1,26 @@
-"""The current dataset folder (sidebar widget) and cached loaders built on imgclf_core."""
+"""The sidebar every page shares (dataset folder, recent folders, .zip upload, current run) and cached loaders."""
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
+from imgclf_core import runs, settings
+from imgclf_core.archive import ArchiveError, extract_dataset_zip
 from imgclf_core.dataset import DatasetError, DatasetIndex, scan_dataset
-from imgclf_core.images import ImageDecodeError, decode_image
+from imgclf_core.images import ImageDecodeError
+from imgclf_core.thumbnails import thumbnail_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATASET = PROJECT_ROOT / "sample_data" / "fashion_mnist"
 THUMBNAIL_SIZE = 96
+# An uploaded .zip may unpack to at most this much, in at most this many files.
+UPLOAD_MAX_TOTAL_BYTES = 2 * 1024**3
+UPLOAD_MAX_FILES = 100_000
+SAVED_DATASET_DIR = "dataset_dir_saved"
 
 
 def default_dataset_dir() -> str:
@@ -21,12 +28,33 @@ def default_dataset_dir() -> str:
     return os.environ.get("IMGCLF_DATA_DIR") or str(SAMPLE_DATASET)
 
 
-def dataset_dir_sidebar() -> Path | None:
-    """Sidebar text input for the dataset folder; None (with a message) when it is unusable."""
-    if "dataset_dir" not in st.session_state:
-        st.session_state["dataset_dir"] = default_dataset_dir()
+def uploaded_datasets_dir() -> Path:
+    return runs.default_runs_root().parent / "datasets"
+
+
+def sidebar_ui() -> Path | None:
+    """The sidebar every page draws first: dataset folder and current run; returns the usable folder or None.
+
+    Each page draws it itself (not app.py) because AppTest drops entry-script sidebar elements
+    after the first run; the folder survives page switches through "dataset_dir_saved".
+    """
+    folder = _dataset_dir_ui()
+    current_run_sidebar()
+    return folder
+
+
+def _dataset_dir_ui() -> Path | None:
+    """Dataset folder (typed, recent or uploaded); None, with a message, when unusable."""
+    # Each page has its own widget under the same key, and a new widget ignores the value an old
+    # one left there: the folder lives in "dataset_dir_saved" (kept by the callbacks) and is put
+    # back into the widget's key on every run.
+    st.session_state.setdefault(SAVED_DATASET_DIR, default_dataset_dir())
+    _recent_folders_ui()
+    _zip_upload_ui()
+    st.session_state["dataset_dir"] = st.session_state[SAVED_DATASET_DIR]
     folder = st.sidebar.text_input(
-        "Dataset folder", key="dataset_dir", help="A folder with one subfolder of images per class."
+        "Dataset folder", key="dataset_dir", on_change=_save_typed_folder,
+        help="A folder with one subfolder of images per class.",
     ).strip()
     path = Path(folder).expanduser()
     if not folder:
@@ -38,7 +66,65 @@ def dataset_dir_sidebar() -> Path | None:
     if not path.is_dir():
         st.sidebar.error(f"Not a folder: {path}")
         return None
+    if st.session_state.get("remembered_dir") != folder:
+        settings.remember_dataset_folder(path)
+        st.session_state["remembered_dir"] = folder
     return path
+
+
+def _save_typed_folder() -> None:
+    st.session_state[SAVED_DATASET_DIR] = st.session_state["dataset_dir"]
+
+
+def _use_recent_folder() -> None:
+    chosen = st.session_state.get("recent_choice")
+    if chosen:
+        st.session_state[SAVED_DATASET_DIR] = chosen
+
+
+def _recent_folders_ui() -> None:
+    recent = [folder for folder in settings.recent_dataset_folders() if Path(folder).is_dir()]
+    if len(recent) > 1:
+        st.sidebar.selectbox(
+            "Recent folders", recent, index=None, key="recent_choice", on_change=_use_recent_folder,
+            placeholder="Pick a recently used folder",
+        )
+
+
+def _zip_upload_ui() -> None:
+    upload = st.sidebar.file_uploader(
+        "…or upload a .zip (one folder per class)", type=["zip"], key="dataset_zip",
+    )
+    if upload is None or st.session_state.get("extracted_upload") == upload.file_id:
+        return
+    stem = Path(upload.name).stem or "dataset"
+    target = uploaded_datasets_dir() / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        with st.spinner(f"Unpacking {upload.name}…"):
+            root = extract_dataset_zip(upload, target, UPLOAD_MAX_TOTAL_BYTES, UPLOAD_MAX_FILES)
+    except ArchiveError as error:
+        st.sidebar.error(f"{upload.name}: {error}")
+        st.session_state["extracted_upload"] = upload.file_id
+        return
+    st.session_state["extracted_upload"] = upload.file_id
+    st.session_state[SAVED_DATASET_DIR] = str(root)
+
+
+def current_run_dir() -> Path | None:
+    """The run picked on the Train page (kept across pages), if its folder still exists."""
+    chosen = st.session_state.get("run_dir")
+    if chosen and (Path(chosen) / "config.json").is_file():
+        return Path(chosen)
+    return None
+
+
+def current_run_sidebar() -> None:
+    run_dir = current_run_dir()
+    if run_dir is None:
+        st.sidebar.caption("Run: none yet (start one on the Train page)")
+        return
+    status = runs.read_status(run_dir)
+    st.sidebar.caption(f"Run: **{run_dir.name}** · {status['state']}")
 
 
 @st.cache_data(ttl=5, show_spinner="Scanning the dataset folder…")
@@ -55,23 +141,9 @@ def scan_or_report(folder: Path) -> DatasetIndex | None:
         return None
 
 
-@st.cache_data(max_entries=2000, show_spinner=False)
-def load_thumbnail(path: str, mtime_ns: int, size: int = THUMBNAIL_SIZE) -> np.ndarray | None:
-    """A thumbnail through the one decode function; None if the file broke since the scan."""
-    del mtime_ns  # part of the cache key only: an edited file gets a new thumbnail
+def thumbnail_path(index: DatasetIndex, record, size: int = THUMBNAIL_SIZE) -> str | None:
+    """The on-disk thumbnail of a record (made once per content hash); None if the file broke since the scan."""
     try:
-        image = decode_image(path)
-    except ImageDecodeError:
+        return str(thumbnail_file(index.absolute_path(record.path), record.sha256, size))
+    except (ImageDecodeError, OSError):
         return None
-    scale = size / max(image.shape[0], image.shape[1])
-    if scale >= 1:  # small images (28 px) are enlarged by repeating pixels, not blurred
-        factor = int(scale)
-        return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
-    return decode_image(path, size=(max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))))
-
-
-def file_mtime_ns(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0

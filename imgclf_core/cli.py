@@ -20,10 +20,6 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 # Below this many files a scan is quick enough that a bar would only flicker.
 PROGRESS_MIN_TOTAL = 500
-# Pillow modes of single-channel images: a dataset of only these trains in grayscale by default.
-GRAYSCALE_MODES = ("1", "L", "I", "I;16", "F")
-# Models trained from scratch default to the data's median side, clamped to this range.
-SCRATCH_IMAGE_SIZES = (28, 96)
 
 
 class StderrProgressBar:
@@ -194,23 +190,12 @@ def _train_run_dir(args: argparse.Namespace) -> Path:
 def run_config_from_args(args: argparse.Namespace):
     from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
     from imgclf_core.dataset import scan_dataset
-    from imgclf_core.models import MODEL_REGISTRY, ModelError
+    from imgclf_core.models import suggested_input
 
-    spec = MODEL_REGISTRY.get(args.model)
-    if spec is None:
-        raise ModelError(f"unknown model {args.model!r}; choose one of: {', '.join(MODEL_REGISTRY)}")
     index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
-    color_mode = args.color_mode
-    if color_mode is None:
-        all_gray = index.records and all(record.mode in GRAYSCALE_MODES for record in index.records)
-        color_mode = "grayscale" if all_gray else "rgb"
-    image_size = args.image_size
-    if image_size is None:
-        image_size = spec.default_image_size
-        if not spec.pretrained and index.records:
-            # From scratch, the data's own size (within reason) loses nothing and costs least.
-            sides = sorted(min(record.width, record.height) for record in index.records)
-            image_size = min(max(sides[len(sides) // 2], SCRATCH_IMAGE_SIZES[0]), SCRATCH_IMAGE_SIZES[1])
+    image_size, color_mode = suggested_input(args.model, index)
+    image_size = args.image_size or image_size
+    color_mode = args.color_mode or color_mode
     return RunConfig(
         data_dir=str(Path(args.data_dir).resolve()),
         data=DataConfig(

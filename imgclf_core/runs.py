@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -269,3 +270,87 @@ def list_runs(runs_root: str | os.PathLike) -> list[Path]:
         return []
     runs = [path for path in root.iterdir() if (path / "config.json").is_file()]
     return sorted(runs, key=lambda path: (path / "config.json").stat().st_mtime, reverse=True)
+
+
+# ---------------------------------------------------------------- runs of the app
+
+
+def default_runs_root() -> Path:
+    """IMGCLF_RUNS_DIR, else $XDG_DATA_HOME/imgclf/runs (~/.local/share/imgclf/runs)."""
+    configured = os.environ.get("IMGCLF_RUNS_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "imgclf" / "runs"
+
+
+def new_run_dir(runs_root: str | os.PathLike, model_name: str) -> Path:
+    """A fresh run folder name under `runs_root`: date, time and model, made unique."""
+    stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{model_name}"
+    candidate = Path(runs_root) / stem
+    number = 2
+    while candidate.exists():
+        candidate = Path(runs_root) / f"{stem}-{number}"
+        number += 1
+    return candidate
+
+
+def runs_of_dataset(runs_root: str | os.PathLike, data_dir: str | os.PathLike) -> list[Path]:
+    """The runs under `runs_root` trained on `data_dir` (compared resolved), newest first."""
+    wanted = str(Path(data_dir).expanduser().resolve())
+    matching = []
+    for run_dir in list_runs(runs_root):
+        try:
+            if read_run_config(run_dir).data_dir == wanted:
+                matching.append(run_dir)
+        except (RunError, ValueError, KeyError, TypeError):
+            continue  # a half-written or foreign folder is not a run of this dataset
+    return matching
+
+
+def active_runs(runs_root: str | os.PathLike) -> list[Path]:
+    """Runs under `runs_root` whose trainer is alive right now."""
+    return [run_dir for run_dir in list_runs(runs_root) if read_status(run_dir)["state"] in ACTIVE_STATES]
+
+
+def summarize_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """One row of a runs list: name, model, date, state, epochs done/total, best validation accuracy."""
+    folder = Path(run_dir)
+    document = read_run_document(folder)
+    run = document.get("run", {})
+    status = read_status(folder)
+    history = read_history(folder)
+    accuracies = [row["val_accuracy"] for row in history if isinstance(row.get("val_accuracy"), (int, float))]
+    training = run.get("training", {})
+    return {
+        "run": folder.name,
+        "model": run.get("model", {}).get("name"),
+        "created": document.get("created_at"),
+        "state": status["state"],
+        "epochs": f"{len(history)}/{training.get('epochs', 0) + training.get('fine_tune_epochs', 0)}",
+        "best_val_accuracy": max(accuracies) if accuracies else None,
+        "message": status.get("message", ""),
+    }
+
+
+def delete_run(run_dir: str | os.PathLike) -> None:
+    """Remove a run folder for good; a run that is training right now is refused."""
+    folder = Path(run_dir)
+    read_run_document(folder)  # only run folders are ever deleted
+    if read_status(folder)["state"] in ACTIVE_STATES:
+        raise RunError(f"run is training right now: stop it before deleting it ({folder.name})")
+    shutil.rmtree(folder)
+
+
+def remaining_seconds(status: dict[str, Any], progress: list[dict[str, Any]]) -> float | None:
+    """Seconds until the last epoch ends, from the pace of the latest progress line; None if unknown."""
+    if status.get("state") not in ACTIVE_STATES or not progress:
+        return None
+    latest = progress[-1]
+    step, steps, seconds = latest.get("step"), latest.get("steps"), latest.get("seconds")
+    epochs = status.get("epochs")
+    if not (step and steps and seconds and epochs):
+        return None
+    per_step = seconds / step
+    epochs_after_this = max(epochs - latest["epoch"], 0)
+    return per_step * ((steps - step) + epochs_after_this * steps)

@@ -38,6 +38,11 @@ HEAD, FINE_TUNE, FULL = "head", "fine_tune", "full"
 # Inverse-frequency class weights kick in ("auto") above this largest/smallest class ratio.
 IMBALANCE_RATIO_FOR_WEIGHTS = 1.5
 MIN_LEARNING_RATE_FRACTION = 0.01  # cosine decays to this fraction of the stage's rate, not to 0
+# Early stopping and reduce-on-plateau start counting only after this many steps of a stage: on a
+# small dataset (a few batches per epoch) batch-norm statistics need that long to settle, and the
+# validation loss stays flat until they do (measured: 180 images, 5 steps per epoch, validation
+# accuracy at chance for 5 epochs, then 100%; without this, early stopping ended the run first).
+PATIENCE_WARMUP_STEPS = 100
 
 
 @dataclass
@@ -271,8 +276,9 @@ class _Loop:
         # Without a validation split, training loss is all there is to watch.
         monitored = row["val_loss"] if math.isfinite(row["val_loss"]) else row["loss"]
         improved_run = monitored < state.best_val_loss
-        if monitored < state.stage_best_val_loss:
-            state.stage_best_val_loss = monitored
+        warming_up = state.stage_epoch * self._steps_per_epoch(self.data.train) < PATIENCE_WARMUP_STEPS
+        if monitored < state.stage_best_val_loss or warming_up:
+            state.stage_best_val_loss = min(monitored, state.stage_best_val_loss)
             state.epochs_without_improvement = 0
             state.epochs_since_lr_drop = 0
         else:

@@ -1,4 +1,4 @@
-"""Home: the current dataset at a glance (name, class counts, a few thumbnails). No TensorFlow here."""
+"""Home: the current dataset and run at a glance. No TensorFlow here, so it opens fast."""
 
 from __future__ import annotations
 
@@ -7,20 +7,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from imgclf_app.dataset_state import dataset_dir_sidebar, file_mtime_ns, load_thumbnail, scan_or_report
+from imgclf_app.dataset_state import current_run_dir, scan_or_report, sidebar_ui, thumbnail_path
+from imgclf_app.views import dataset_summary_ui
+from imgclf_core import runs
 from imgclf_core.dataset import DatasetIndex
 
 THUMBNAILS_PER_CLASS = 4
-
-
-def summary_ui(index: DatasetIndex) -> None:
-    columns = st.columns(4)
-    columns[0].metric("Images", f"{index.num_images:,}")
-    columns[1].metric("Classes", len(index.class_names))
-    columns[2].metric("Skipped files", len(index.skipped))
-    columns[3].metric("Duplicate groups", len(index.duplicate_groups))
-    for warning in index.warnings:
-        st.warning(warning)
 
 
 def class_counts_ui(index: DatasetIndex) -> None:
@@ -39,8 +31,7 @@ def thumbnails_ui(index: DatasetIndex) -> None:
         row = st.columns([2] + [1] * THUMBNAILS_PER_CLASS)
         row[0].markdown(f"**{name}**  \n{index.class_counts[name]:,} images")
         for column, record in zip(row[1:], records):
-            path = index.absolute_path(record.path)
-            thumbnail = load_thumbnail(str(path), file_mtime_ns(path))
+            thumbnail = thumbnail_path(index, record)
             if thumbnail is not None:
                 column.image(thumbnail, caption=Path(record.path).stem, width=96)
 
@@ -51,14 +42,27 @@ def skipped_ui(index: DatasetIndex) -> None:
             st.dataframe(pd.DataFrame([vars(item) for item in index.skipped]), hide_index=True)
 
 
-folder = dataset_dir_sidebar()
+def run_glance_ui() -> None:
+    run_dir = current_run_dir()
+    if run_dir is None:
+        st.page_link("pages/train.py", label="No run yet: train a model", icon="📈")
+        return
+    summary = runs.summarize_run(run_dir)
+    accuracy = summary["best_val_accuracy"]
+    best = f", best validation accuracy {accuracy:.2%}" if accuracy is not None else ""
+    st.page_link("pages/train.py", label=f"Run {summary['run']}: {summary['state']}, epoch {summary['epochs']}{best}",
+                 icon="📈")
+
+
+folder = sidebar_ui()
 st.title("imgclf")
+run_glance_ui()
 if folder is not None:
     dataset_index = scan_or_report(folder)
     if dataset_index is not None:
         st.header(f"Dataset: {folder.name}")
         st.caption(str(folder))
-        summary_ui(dataset_index)
+        dataset_summary_ui(dataset_index)
         class_counts_ui(dataset_index)
         thumbnails_ui(dataset_index)
         skipped_ui(dataset_index)

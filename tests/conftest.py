@@ -1,4 +1,4 @@
-"""Shared fixtures: every test gets its own cache folder, so no test reads another's scan cache."""
+"""Shared fixtures: every test gets its own cache, runs and config folders, so no test sees another's."""
 
 import pytest
 
@@ -9,3 +9,12 @@ def isolated_cache_dir(tmp_path_factory, monkeypatch):
     cache_dir = tmp_path_factory.mktemp("imgclf-cache")
     monkeypatch.setenv("IMGCLF_CACHE_DIR", str(cache_dir))
     return cache_dir
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Runs, recent folders and uploads go to fresh folders per test, never the user's own."""
+    runs_dir = tmp_path_factory.mktemp("imgclf-runs")
+    monkeypatch.setenv("IMGCLF_RUNS_DIR", str(runs_dir))
+    monkeypatch.setenv("IMGCLF_CONFIG_DIR", str(tmp_path_factory.mktemp("imgclf-config")))
+    return runs_dir

@@ -24,3 +24,27 @@ def write(root: Path, relative: str, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+SHAPES = ("square", "cross", "ring")
+
+
+def shapes_tree(root: Path, per_class: int = 20, size: int = 16, counts: dict[str, int] | None = None) -> Path:
+    """Three learnable classes of grey images (a square, a cross, a ring) with random noise and offsets."""
+    rng = np.random.default_rng(0)
+    for label in SHAPES:
+        (root / label).mkdir(parents=True)
+        for number in range((counts or {}).get(label, per_class)):
+            pixels = rng.integers(0, 60, (size, size), dtype=np.uint8)
+            offset = rng.integers(0, 3)
+            low, high = 3 + offset, size - 4 + offset
+            if label == "square":
+                pixels[low:high, low:high] = 220
+            elif label == "cross":
+                pixels[size // 2 - 1:size // 2 + 1, :] = 220
+                pixels[:, size // 2 - 1:size // 2 + 1] = 220
+            else:
+                pixels[low:high, low:high] = 220
+                pixels[low + 2:high - 2, low + 2:high - 2] = 30
+            Image.fromarray(pixels).save(root / label / f"{number:03d}.png")
+    return root

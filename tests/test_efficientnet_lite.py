@@ -318,6 +318,7 @@ def test_imagenet_class_names_are_1000_distinct_in_checkpoint_order():
     names = imagenet_class_names()
     assert len(names) == 1000 and len(set(names)) == 1000
     assert (names[0], names[281], names[504], names[967]) == ("tench", "tabby cat", "coffee mug", "espresso")
+    assert (names[282], names[638]) == ("tiger cat", "leotard")
 
 
 def test_normalization_matches_the_stem_batch_norm_statistics(shared_cache):

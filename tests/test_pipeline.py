@@ -196,6 +196,7 @@ def test_augmented_dataset_keeps_labels_and_range(two_class_tree):
 
 
 def test_augmenter_composes_geometry_and_photometric_layers():
-    augmenter = make_augmenter(AugmentationConfig())
+    augmenter = make_augmenter(AugmentationConfig(True, 10.0, 0.1, 0.1, 0.1, 0.1))
     assert [layer.name for layer in augmenter.layers] == ["random_geometry", "photometric"]
+    assert [layer.name for layer in make_augmenter(AugmentationConfig()).layers] == ["random_geometry"]
     assert make_augmenter(AugmentationConfig(False, 0, 0, 0, 0.2, 0)).layers[0].name == "photometric"

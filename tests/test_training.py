@@ -29,30 +29,7 @@ from imgclf_core.config import (  # noqa: E402
 from imgclf_core.model_io import load_model_checked  # noqa: E402
 from imgclf_core.models import MODEL_REGISTRY, ModelError, create_model, last_conv_layer_name  # noqa: E402
 from imgclf_core.training import class_weights, train_run  # noqa: E402
-
-SHAPES = ("square", "cross", "ring")
-
-
-def shapes_tree(root: Path, per_class: int = 20, size: int = 16, counts: dict[str, int] | None = None) -> Path:
-    """Three learnable classes of grey images (a square, a cross, a ring) with random noise and offsets."""
-    rng = np.random.default_rng(0)
-    for label in SHAPES:
-        (root / label).mkdir(parents=True)
-        for number in range((counts or {}).get(label, per_class)):
-            pixels = rng.integers(0, 60, (size, size), dtype=np.uint8)
-            offset = rng.integers(0, 3)
-            low, high = 3 + offset, size - 4 + offset
-            if label == "square":
-                pixels[low:high, low:high] = 220
-            elif label == "cross":
-                pixels[size // 2 - 1:size // 2 + 1, :] = 220
-                pixels[:, size // 2 - 1:size // 2 + 1] = 220
-            else:
-                pixels[low:high, low:high] = 220
-                pixels[low + 2:high - 2, low + 2:high - 2] = 30
-            Image.fromarray(pixels).save(root / label / f"{number:03d}.png")
-    return root
-
+from helpers import SHAPES, shapes_tree  # noqa: E402
 
 def make_run(tmp_path: Path, data_dir: Path, name: str = "run", **training) -> Path:
     run_dir = tmp_path / name
@@ -116,16 +93,16 @@ def test_offline_imagenet_weights_fail_with_a_message_naming_the_offline_backbon
 
 
 def test_a_run_leaves_the_whole_run_folder(tmp_path):
-    run_dir = make_run(tmp_path, shapes_tree(tmp_path / "data", per_class=30), epochs=5, learning_rate=3e-3)
+    run_dir = make_run(tmp_path, shapes_tree(tmp_path / "data", per_class=30), epochs=8, learning_rate=3e-3)
     rows = []
     assert train_run(run_dir, epoch_listener=lambda row, model: rows.append(row)) == runs.FINISHED
     for name in ("config.json", "status.json", "history.csv", "progress.jsonl", "model.keras",
                  "evaluation.json", "predictions.csv", "checkpoint/state.json"):
         assert (run_dir / name).exists(), name
     assert list((run_dir / "tensorboard").iterdir())
-    assert history_epochs(run_dir) == [1, 2, 3, 4, 5] == [row["epoch"] for row in rows]
+    assert history_epochs(run_dir) == list(range(1, 9)) == [row["epoch"] for row in rows]
     status = runs.read_status(run_dir)
-    assert status["state"] == runs.FINISHED and status["epoch"] == 5
+    assert status["state"] == runs.FINISHED and status["epoch"] == 8
     document = json.loads((run_dir / "config.json").read_text())
     assert document["class_names"] == sorted(SHAPES) and "tensorflow" in document["versions"]
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
@@ -133,7 +110,7 @@ def test_a_run_leaves_the_whole_run_folder(tmp_path):
         predictions = list(csv.DictReader(stream))
     assert sum(map(sum, evaluation["confusion_matrix"])) == len(predictions) == 18  # 20% of 90
     progress = runs.read_progress(run_dir)
-    assert progress[-1]["epoch"] == 5 and progress[-1]["step"] == progress[-1]["steps"]
+    assert progress[-1]["epoch"] == 8 and progress[-1]["step"] == progress[-1]["steps"]
     # The model learns these shapes: the trainer really trains.
     assert evaluation["accuracy"] >= 0.6
 

@@ -1,0 +1,86 @@
+"""Altair chart builders for the pages: training curves, run comparison, confusion matrix, counts."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import altair as alt
+import pandas as pd
+
+CURVE_METRICS = {"loss": "Loss", "accuracy": "Accuracy"}
+
+
+def curves_frame(history: Sequence[dict[str, Any]], progress: Sequence[dict[str, Any]] = ()) -> pd.DataFrame:
+    """Long-format curves: one row per (x, metric, split, value); x is fractional epochs.
+
+    Finished epochs give train and validation points at x = epoch; progress lines inside the
+    epoch in progress give train points at x = epoch - 1 + step/steps, so curves move mid-epoch.
+    """
+    rows = []
+    for row in history:
+        for metric in CURVE_METRICS:
+            rows.append({"epoch": float(row["epoch"]), "metric": metric, "split": "train", "value": row[metric]})
+            value = row.get(f"val_{metric}")
+            if isinstance(value, (int, float)):
+                rows.append({"epoch": float(row["epoch"]), "metric": metric, "split": "validation", "value": value})
+    finished = len(history)
+    for record in progress:
+        if record["epoch"] > finished and record.get("steps"):
+            x = record["epoch"] - 1 + record["step"] / record["steps"]
+            for metric in CURVE_METRICS:
+                rows.append({"epoch": x, "metric": metric, "split": "train", "value": record[metric]})
+    frame = pd.DataFrame(rows, columns=["epoch", "metric", "split", "value"])
+    return frame.dropna(subset=["value"])
+
+
+def curves_chart(frame: pd.DataFrame, metric: str, color: str = "split") -> alt.Chart:
+    """A line per `color` value (split, or run when comparing) for one metric against epochs."""
+    data = frame[frame["metric"] == metric]
+    return (
+        alt.Chart(data, title=CURVE_METRICS[metric], height=260)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", title="epoch"),
+            y=alt.Y("value:Q", title=CURVE_METRICS[metric].lower(), scale=alt.Scale(zero=False)),
+            color=alt.Color(f"{color}:N", title=color),
+            tooltip=["epoch", color, alt.Tooltip("value:Q", format=".4f")],
+        )
+    )
+
+
+def confusion_matrix_chart(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> alt.Chart:
+    """Heatmap with counts: rows are true classes, columns predicted."""
+    rows = [
+        {"true": true_name, "predicted": predicted_name, "count": int(count)}
+        for true_name, counts in zip(class_names, matrix)
+        for predicted_name, count in zip(class_names, counts)
+    ]
+    data = pd.DataFrame(rows)
+    order = list(class_names)
+    base = alt.Chart(data, height=max(240, 28 * len(order))).encode(
+        x=alt.X("predicted:N", sort=order, title="predicted"),
+        y=alt.Y("true:N", sort=order, title="true"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), legend=None),
+        tooltip=["true", "predicted", "count"],
+    )
+    labels = base.mark_text(fontSize=11).encode(
+        text="count:Q",
+        color=alt.condition(alt.datum.count > max(data["count"].max(), 1) / 2, alt.value("white"), alt.value("black")),
+    )
+    return cells + labels
+
+
+def counts_chart(counts: Sequence[tuple[str, int]], label: str, height: int = 220) -> alt.Chart:
+    """Horizontal bars of (name, count), in the given order."""
+    data = pd.DataFrame(counts, columns=[label, "images"])
+    return (
+        alt.Chart(data, height=height)
+        .mark_bar()
+        .encode(
+            x=alt.X("images:Q"),
+            y=alt.Y(f"{label}:N", sort=None, title=label),
+            tooltip=[label, "images"],
+        )
+    )

@@ -1,0 +1,168 @@
+"""Dataset: summary, balance, sizes and modes, a paginated thumbnail grid, skipped files, duplicates,
+and a live preview of the training augmentation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from imgclf_app.charts import counts_chart
+from imgclf_app.dataset_state import scan_or_report, sidebar_ui, thumbnail_path
+from imgclf_app.forms import augmentation_form
+from imgclf_app.views import dataset_summary_ui
+from imgclf_core.dataset import DatasetIndex, ImageRecord
+from imgclf_core.dataset_report import mode_distribution, size_distribution
+from imgclf_core.images import ImageDecodeError, decode_image
+from imgclf_core.thumbnails import make_thumbnail
+
+GRID_COLUMNS = 6
+PAGE_SIZES = (24, 48, 96)
+PREVIEW_COUNTS = (4, 8, 12, 16)
+PREVIEW_SIZE = 128  # preview images are decoded at most this large: the preview shows transforms, not detail
+
+
+def distributions_ui(index: DatasetIndex) -> None:
+    columns = st.columns(3)
+    with columns[0]:
+        st.subheader("Images per class")
+        st.altair_chart(counts_chart(list(index.class_counts.items()), "class"), width="stretch")
+    with columns[1]:
+        st.subheader("Image sizes")
+        st.altair_chart(counts_chart(size_distribution(index), "size"), width="stretch")
+    with columns[2]:
+        st.subheader("Colour modes")
+        st.altair_chart(counts_chart(mode_distribution(index), "mode"), width="stretch")
+
+
+def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
+    columns = st.columns([2, 2, 1])
+    label = columns[0].selectbox("Class", ["All classes", *index.class_names], key="grid_class")
+    name_filter = columns[1].text_input("File name contains", key="grid_name").strip().lower()
+    page_size = columns[2].selectbox("Per page", PAGE_SIZES, key="grid_page_size")
+    records = [
+        record for record in index.records
+        if (label == "All classes" or record.label == label) and name_filter in Path(record.path).name.lower()
+    ]
+    pages = max(1, math.ceil(len(records) / page_size))
+    page = st.number_input(f"Page (of {pages})", 1, pages, key="grid_page") if pages > 1 else 1
+    st.caption(f"{len(records):,} image(s) match")
+    return records[(page - 1) * page_size:page * page_size]
+
+
+def grid_ui(index: DatasetIndex) -> None:
+    st.subheader("Images")
+    shown = grid_filters_ui(index)
+    for start in range(0, len(shown), GRID_COLUMNS):
+        columns = st.columns(GRID_COLUMNS)
+        for column, record in zip(columns, shown[start:start + GRID_COLUMNS]):
+            thumbnail = thumbnail_path(index, record)
+            if thumbnail is None:
+                column.caption(f"{record.path}: no longer readable")
+                continue
+            column.image(thumbnail, caption=f"{record.label} · {Path(record.path).name}")
+            if column.button("Inspect", key=f"inspect:{record.path}"):
+                st.session_state["inspect_path"] = record.path
+    inspected_ui(index)
+
+
+def inspected_ui(index: DatasetIndex) -> None:
+    path = st.session_state.get("inspect_path")
+    record = next((record for record in index.records if record.path == path), None)
+    if record is None:
+        return
+    with st.container(border=True):
+        left, right = st.columns([2, 1])
+        try:
+            left.image(decode_image(index.absolute_path(record.path)), caption=record.path)
+        except ImageDecodeError as error:
+            left.error(f"{record.path}: {error}")
+        right.markdown(
+            f"**{Path(record.path).name}**  \nclass: `{record.label}`  \npath: `{index.absolute_path(record.path)}`  \n"
+            f"size: {record.width}×{record.height}  \nmode: {record.mode} ({record.format})  \n"
+            f"sha256: `{record.sha256}`"
+        )
+        if right.button("Close", key="inspect_close"):
+            st.session_state.pop("inspect_path", None)
+            st.rerun()
+
+
+def skipped_ui(index: DatasetIndex) -> None:
+    st.subheader(f"Skipped files ({len(index.skipped)})")
+    if not index.skipped:
+        st.caption("Every file in a class folder is a usable image.")
+        return
+    table = pd.DataFrame([{"path": item.path, "reason": item.reason} for item in index.skipped])
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.download_button(
+        "Download as CSV", table.to_csv(index=False).encode("utf-8"), file_name="skipped_files.csv",
+        mime="text/csv",
+    )
+
+
+def duplicates_ui(index: DatasetIndex) -> None:
+    groups = index.duplicate_groups
+    st.subheader(f"Duplicate groups ({len(groups)})")
+    if not groups:
+        st.caption("No two files have the same content.")
+        return
+    by_path = {record.path: record for record in index.records}
+    for group in groups[:20]:
+        columns = st.columns(max(len(group), 2))
+        for column, path in zip(columns, group):
+            thumbnail = thumbnail_path(index, by_path[path])
+            if thumbnail is not None:
+                column.image(thumbnail, caption=path)
+    if len(groups) > 20:
+        st.caption(f"…and {len(groups) - 20} more group(s): `imgclf scan --json` lists them all.")
+
+
+@st.fragment
+def augmentation_preview_ui(index: DatasetIndex) -> None:
+    """Moving a setting reruns only this fragment; TensorFlow is imported only here."""
+    st.subheader("Augmentation preview")
+    st.caption("The settings the trainer uses (the Train page takes them from here).")
+    config = augmentation_form()
+    columns = st.columns([3, 1, 1])
+    paths = [record.path for record in index.records]
+    default = st.session_state.get("inspect_path")
+    chosen = columns[0].selectbox(
+        "Image", paths, index=paths.index(default) if default in paths else 0, key="preview_image"
+    )
+    count = columns[1].selectbox("Versions", PREVIEW_COUNTS, index=1, key="preview_count")
+    if columns[2].button("Reshuffle", key="preview_reshuffle"):
+        st.session_state["preview_seed"] = st.session_state.get("preview_seed", 0) + 1
+    try:
+        image = decode_image(index.absolute_path(chosen))
+    except ImageDecodeError as error:
+        st.error(f"{chosen}: {error}")
+        return
+    scale = min(1.0, PREVIEW_SIZE / max(image.shape[:2]))
+    if scale < 1.0:
+        image = decode_image(index.absolute_path(chosen), size=(round(image.shape[0] * scale),
+                                                               round(image.shape[1] * scale)))
+    with st.spinner("Augmenting…"):
+        from imgclf_core.augmentation import preview_augmentations
+
+        versions = preview_augmentations(image, config, count, seed=st.session_state.get("preview_seed", 0))
+    # Small images are enlarged by whole pixels: the preview shows what the model will see.
+    shown = [make_thumbnail(version, PREVIEW_SIZE) for version in (image, *versions)]
+    st.image(shown, caption=["original"] + [f"#{number}" for number in range(1, count + 1)], width=PREVIEW_SIZE)
+
+
+folder = sidebar_ui()
+st.title("Dataset")
+if folder is not None:
+    dataset_index = scan_or_report(folder)
+    if dataset_index is not None:
+        st.caption(str(folder))
+        dataset_summary_ui(dataset_index)
+        if dataset_index.records:
+            distributions_ui(dataset_index)
+            grid_ui(dataset_index)
+        skipped_ui(dataset_index)
+        duplicates_ui(dataset_index)
+        if dataset_index.records:
+            augmentation_preview_ui(dataset_index)

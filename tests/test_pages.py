@@ -1,0 +1,180 @@
+"""The Dataset and Train pages under Streamlit's AppTest: real folders, a real trainer process."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from helpers import png_bytes, shapes_tree, write
+from streamlit.testing.v1 import AppTest
+
+from imgclf_core import runs
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 120
+
+
+def open_page(page: str, data_dir: Path) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    app.sidebar.text_input(key="dataset_dir").set_value(str(data_dir)).run()
+    app.switch_page(page).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def metrics(app: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in app.metric}
+
+
+def chart_rows(app: AppTest) -> list[int]:
+    """Rows of data behind each Vega-Lite chart on the page."""
+    counts = []
+    for element in app.get("vega_lite_chart"):
+        chart = element.proto
+        tables = [pa.ipc.open_stream(io.BytesIO(dataset.data.data)).read_all() for dataset in chart.datasets]
+        counts.append(sum(table.num_rows for table in tables))
+    return counts
+
+
+def wait_until(app: AppTest, condition, what: str, timeout_s: float = 180.0) -> None:
+    """Rerun the page (as the live fragment does) until `condition(app)` holds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app.run()
+        assert not app.exception, app.exception
+        if condition(app):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}; metrics {metrics(app)}")
+
+
+# ---------------------------------------------------------------- dataset page
+
+
+@pytest.fixture
+def odd_dataset(tmp_path) -> Path:
+    root = tmp_path / "data"
+    for number in range(12):
+        write(root, f"cat/{number:02d}.png", png_bytes(number, (20, 10)))
+    for number in range(3):
+        write(root, f"dog/{number:02d}.png", png_bytes(100 + number, (20, 10)))
+    write(root, "dog/copy.png", png_bytes(100, (20, 10)))
+    write(root, "dog/empty.png", b"")
+    write(root, "cat/notes.jpg", b"just text")
+    return root
+
+
+def test_dataset_page_counts_warnings_and_skipped_files(odd_dataset):
+    app = open_page("pages/dataset.py", odd_dataset)
+    assert metrics(app) == {"Images": "16", "Classes": "2", "Skipped files": "2", "Duplicate groups": "1"}
+    warnings = " ".join(warning.value for warning in app.warning)
+    assert "tiny classes: 'dog'" in warnings and "leakage risk" in warnings
+    skipped = next(frame.value for frame in app.dataframe if "reason" in frame.value.columns)
+    assert sorted(skipped["path"]) == ["cat/notes.jpg", "dog/empty.png"]
+    assert [button.label for button in app.get("download_button")] == ["Download as CSV"]
+    grid = [image for image in app.get("image") if image.captions and "·" in image.captions[0]]
+    assert len(grid) == 16
+
+
+def test_dataset_grid_filters_by_class_and_inspects_an_image(odd_dataset):
+    app = open_page("pages/dataset.py", odd_dataset)
+    app.selectbox(key="grid_class").set_value("dog").run()
+    captions = [image.captions[0] for image in app.get("image") if image.captions and "·" in image.captions[0]]
+    assert len(captions) == 4 and all(caption.startswith("dog · ") for caption in captions)
+    app.button(key="inspect:dog/copy.png").click().run()
+    details = " ".join(markdown.value for markdown in app.markdown)
+    assert "copy.png" in details and "20×10" in details and "sha256" in details
+
+
+def test_augmentation_preview_renders_the_chosen_number_of_versions(odd_dataset):
+    app = open_page("pages/dataset.py", odd_dataset)
+    app.selectbox(key="preview_count").set_value(4).run()
+    preview = [image for image in app.get("image") if image.captions and image.captions[0] == "original"]
+    assert len(preview) == 1 and preview[0].captions == ["original", "#1", "#2", "#3", "#4"]
+    first = list(preview[0].value)
+    app.slider(key="aug_rotation").set_value(30.0).run()
+    assert not app.exception
+    app.button(key="preview_reshuffle").click().run()
+    reshuffled = [image for image in app.get("image") if image.captions and image.captions[0] == "original"]
+    assert len(reshuffled[0].value) == 5 and list(reshuffled[0].value) != first
+
+
+def test_augmentation_settings_carry_over_to_the_train_page(odd_dataset):
+    app = open_page("pages/dataset.py", odd_dataset)
+    app.slider(key="aug_zoom").set_value(0.2).run()
+    app.switch_page("pages/train.py").run()
+    assert any("zoom ±0.2" in caption.value for caption in app.caption)
+
+
+# ---------------------------------------------------------------- train page
+
+
+@pytest.mark.slow
+def test_train_page_starts_a_run_shows_live_curves_stops_and_resumes(tmp_path):
+    data = shapes_tree(tmp_path / "data", per_class=60)
+    app = open_page("pages/train.py", data)
+    app.number_input(key="train_epochs").set_value(200).run()
+    app.button(key="train_start").click().run()
+    assert not app.exception, app.exception
+    run_dir = Path(app.session_state["run_dir"])
+    assert runs.read_run_config(run_dir).training.epochs == 200
+
+    wait_until(app, lambda page: len(runs.read_history(run_dir)) >= 2, "two finished epochs")
+    rows_before = sum(chart_rows(app))
+    wait_until(app, lambda page: sum(chart_rows(page)) > rows_before, "the curves to grow")
+    assert metrics(app)["State"] == runs.RUNNING
+
+    app.button(key="train_stop").click().run()
+    wait_until(app, lambda page: metrics(page)["State"] == runs.STOPPED, "state stopped")
+    stopped_at = len(runs.read_history(run_dir))
+    assert stopped_at < 200 and (run_dir / "model.keras").exists()
+
+    app.button(key="train_resume").click().run()
+    wait_until(app, lambda page: len(runs.read_history(run_dir)) > stopped_at, "training to continue")
+    epochs = [row["epoch"] for row in runs.read_history(run_dir)]
+    assert epochs == list(range(1, len(epochs) + 1))  # no gap, no duplicate
+    runs.RunHandle(run_dir).stop(timeout_s=60)
+
+
+def test_a_second_run_is_refused_while_one_trains(tmp_path):
+    import os
+
+    data = shapes_tree(tmp_path / "data", per_class=5)
+    busy = runs.default_runs_root() / "busy"
+    busy.mkdir(parents=True)
+    runs.write_run_config(busy, runs.RunConfig(data_dir=str(data.resolve())))
+    runs.write_status(busy, runs.RUNNING, pid=os.getpid())  # this test process stands for a live trainer
+    app = open_page("pages/train.py", data)
+    app.button(key="train_start").click().run()
+    assert any("already training (busy)" in error.value for error in app.error)
+    assert [path.name for path in runs.list_runs(runs.default_runs_root())] == ["busy"]
+
+
+def test_finished_runs_are_listed_compared_and_deleted(tmp_path):
+    from test_app_core import fake_run
+
+    data = shapes_tree(tmp_path / "data", per_class=5)
+    root = runs.default_runs_root()
+    first = fake_run(root, "20260101-000000-small_cnn", data)
+    second = fake_run(root, "20260101-000001-seed_cnn", data, epochs=4)
+    evaluation = {"accuracy": 0.9, "macro_f1": 0.88, "class_names": ["cross", "ring", "square"],
+                  "per_class": {name: {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 3}
+                                for name in ("cross", "ring", "square")},
+                  "confusion_matrix": [[3, 0, 0], [0, 3, 0], [1, 0, 2]]}
+    for run_dir in (first, second):
+        (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
+    app = open_page("pages/train.py", data)
+    listed = next(frame.value for frame in app.dataframe if "run" in frame.value.columns)
+    assert sorted(listed["run"]) == sorted([first.name, second.name])
+    assert metrics(app)["Validation accuracy"] == "90.00%"
+    app.multiselect(key="train_compare").set_value([first.name, second.name]).run()
+    f1 = next(frame.value for frame in app.dataframe if first.name in frame.value.columns)
+    assert list(f1.index) == ["cross", "ring", "square"]
+    app.selectbox(key="train_delete_choice").set_value(first.name).run()
+    app.checkbox(key=f"train_delete_confirm:{first.name}").check().run()
+    app.button(key="train_delete").click().run()
+    assert not first.exists() and second.exists()
