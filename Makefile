@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast bench sample-data clean
+.PHONY: app test test-fast bench bench-training bench-predict screenshots sample-data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ test-fast: $(STAMP)  ## skip tests marked slow
 
 bench: $(STAMP)  ## pipeline and scan benchmarks (needs the dataset-fashion-mnist Debian package)
 	$(BIN)/python bench/bench_pipeline.py
+
+bench-training: $(STAMP)  ## seeds' recipe vs ours to test accuracy on full Fashion-MNIST (~20 min)
+	test -d /tmp/fmnist-tree/train || $(BIN)/imgclf fashion-mnist /tmp/fmnist-tree
+	$(BIN)/python bench/bench_training.py --epochs-seeds 8
+
+bench-predict: $(STAMP)  ## warm single-image predict + Grad-CAM latency vs the keras-io recipe
+	$(BIN)/python bench/bench_predict.py
+
+screenshots: $(STAMP)  ## README screenshots of the Home and Dataset pages (needs Debian's chromium)
+	$(BIN)/python scripts/screenshot_pages.py
 
 sample-data: $(STAMP)  ## rebuild sample_data/ from Debian's dataset-fashion-mnist
 	$(BIN)/imgclf fashion-mnist sample_data --sample 200 --inbox 60

@@ -1,4 +1,4 @@
-"""imgclf: the Streamlit entry point. Navigation only; each page lives in pages/ and draws the shared sidebar."""
+"""imgclf: the Streamlit entry point. Navigation only; each page lives in app_pages/ and draws the shared sidebar."""
 
 import streamlit as st
 
@@ -6,9 +6,9 @@ st.set_page_config(page_title="imgclf", page_icon="🧵", layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
-        st.Page("pages/train.py", title="Train", icon="📈"),
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/dataset.py", title="Dataset", icon=":material/photo_library:"),
+        st.Page("app_pages/train.py", title="Train", icon=":material/monitoring:"),
     ]
 )
 navigation.run()

@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as imgclf_core sets it: both recipes run with it
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -57,9 +57,10 @@ def confusion_matrix_chart(matrix: Sequence[Sequence[int]], class_names: Sequenc
     ]
     data = pd.DataFrame(rows)
     order = list(class_names)
-    base = alt.Chart(data, height=max(240, 28 * len(order))).encode(
-        x=alt.X("predicted:N", sort=order, title="predicted"),
-        y=alt.Y("true:N", sort=order, title="true"),
+    # Every class name is shown: Vega would otherwise drop labels that might overlap.
+    base = alt.Chart(data, height=max(240, 32 * len(order))).encode(
+        x=alt.X("predicted:N", sort=order, title="predicted", axis=alt.Axis(labelOverlap=False)),
+        y=alt.Y("true:N", sort=order, title="true", axis=alt.Axis(labelOverlap=False)),
     )
     cells = base.mark_rect().encode(
         color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), legend=None),

@@ -39,7 +39,7 @@ def sidebar_ui() -> Path | None:
     after the first run; the folder survives page switches through "dataset_dir_saved".
     """
     folder = _dataset_dir_ui()
-    current_run_sidebar()
+    current_run_sidebar(folder)
     return folder
 
 
@@ -110,16 +110,26 @@ def _zip_upload_ui() -> None:
     st.session_state[SAVED_DATASET_DIR] = str(root)
 
 
-def current_run_dir() -> Path | None:
-    """The run picked on the Train page (kept across pages), if its folder still exists."""
+def current_run_dir(folder: Path | None) -> Path | None:
+    """The run picked this session if it belongs to `folder`; else the folder's run that is
+    training, else its newest run (so a reload or a second tab finds the running job)."""
+    if folder is None:
+        return None
+    dataset_runs = runs.runs_of_dataset(runs.default_runs_root(), folder)
     chosen = st.session_state.get("run_dir")
-    if chosen and (Path(chosen) / "config.json").is_file():
+    if chosen in map(str, dataset_runs):
         return Path(chosen)
-    return None
+    if not dataset_runs:
+        st.session_state.pop("run_dir", None)
+        return None
+    active = [run_dir for run_dir in dataset_runs if runs.read_status(run_dir)["state"] in runs.ACTIVE_STATES]
+    picked = (active or dataset_runs)[0]
+    st.session_state["run_dir"] = str(picked)
+    return picked
 
 
-def current_run_sidebar() -> None:
-    run_dir = current_run_dir()
+def current_run_sidebar(folder: Path | None) -> None:
+    run_dir = current_run_dir(folder)
     if run_dir is None:
         st.sidebar.caption("Run: none yet (start one on the Train page)")
         return

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -42,12 +43,15 @@ def test_home_page_warns_about_a_broken_dataset(tmp_path):
     assert any("single class" in warning.value for warning in app.warning)
 
 
-def test_home_page_does_not_import_tensorflow():
+@pytest.mark.parametrize("page", ["app_pages/home.py", "app_pages/train.py"])
+def test_pages_without_models_do_not_import_tensorflow(page):
     script = (
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
         f"app = AppTest.from_file({APP!r}, default_timeout=60).run()\n"
+        f"app.switch_page({page!r}).run()\n"
         "assert not app.exception, app.exception\n"
+        "assert app.title, 'the page drew nothing'\n"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -69,7 +69,7 @@ def odd_dataset(tmp_path) -> Path:
 
 
 def test_dataset_page_counts_warnings_and_skipped_files(odd_dataset):
-    app = open_page("pages/dataset.py", odd_dataset)
+    app = open_page("app_pages/dataset.py", odd_dataset)
     assert metrics(app) == {"Images": "16", "Classes": "2", "Skipped files": "2", "Duplicate groups": "1"}
     warnings = " ".join(warning.value for warning in app.warning)
     assert "tiny classes: 'dog'" in warnings and "leakage risk" in warnings
@@ -81,7 +81,7 @@ def test_dataset_page_counts_warnings_and_skipped_files(odd_dataset):
 
 
 def test_dataset_grid_filters_by_class_and_inspects_an_image(odd_dataset):
-    app = open_page("pages/dataset.py", odd_dataset)
+    app = open_page("app_pages/dataset.py", odd_dataset)
     app.selectbox(key="grid_class").set_value("dog").run()
     captions = [image.captions[0] for image in app.get("image") if image.captions and "·" in image.captions[0]]
     assert len(captions) == 4 and all(caption.startswith("dog · ") for caption in captions)
@@ -91,7 +91,7 @@ def test_dataset_grid_filters_by_class_and_inspects_an_image(odd_dataset):
 
 
 def test_augmentation_preview_renders_the_chosen_number_of_versions(odd_dataset):
-    app = open_page("pages/dataset.py", odd_dataset)
+    app = open_page("app_pages/dataset.py", odd_dataset)
     app.selectbox(key="preview_count").set_value(4).run()
     preview = [image for image in app.get("image") if image.captions and image.captions[0] == "original"]
     assert len(preview) == 1 and preview[0].captions == ["original", "#1", "#2", "#3", "#4"]
@@ -104,9 +104,9 @@ def test_augmentation_preview_renders_the_chosen_number_of_versions(odd_dataset)
 
 
 def test_augmentation_settings_carry_over_to_the_train_page(odd_dataset):
-    app = open_page("pages/dataset.py", odd_dataset)
+    app = open_page("app_pages/dataset.py", odd_dataset)
     app.slider(key="aug_zoom").set_value(0.2).run()
-    app.switch_page("pages/train.py").run()
+    app.switch_page("app_pages/train.py").run()
     assert any("zoom ±0.2" in caption.value for caption in app.caption)
 
 
@@ -116,7 +116,7 @@ def test_augmentation_settings_carry_over_to_the_train_page(odd_dataset):
 @pytest.mark.slow
 def test_train_page_starts_a_run_shows_live_curves_stops_and_resumes(tmp_path):
     data = shapes_tree(tmp_path / "data", per_class=60)
-    app = open_page("pages/train.py", data)
+    app = open_page("app_pages/train.py", data)
     app.number_input(key="train_epochs").set_value(200).run()
     app.button(key="train_start").click().run()
     assert not app.exception, app.exception
@@ -148,7 +148,7 @@ def test_a_second_run_is_refused_while_one_trains(tmp_path):
     busy.mkdir(parents=True)
     runs.write_run_config(busy, runs.RunConfig(data_dir=str(data.resolve())))
     runs.write_status(busy, runs.RUNNING, pid=os.getpid())  # this test process stands for a live trainer
-    app = open_page("pages/train.py", data)
+    app = open_page("app_pages/train.py", data)
     app.button(key="train_start").click().run()
     assert any("already training (busy)" in error.value for error in app.error)
     assert [path.name for path in runs.list_runs(runs.default_runs_root())] == ["busy"]
@@ -167,7 +167,7 @@ def test_finished_runs_are_listed_compared_and_deleted(tmp_path):
                   "confusion_matrix": [[3, 0, 0], [0, 3, 0], [1, 0, 2]]}
     for run_dir in (first, second):
         (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
-    app = open_page("pages/train.py", data)
+    app = open_page("app_pages/train.py", data)
     listed = next(frame.value for frame in app.dataframe if "run" in frame.value.columns)
     assert sorted(listed["run"]) == sorted([first.name, second.name])
     assert metrics(app)["Validation accuracy"] == "90.00%"
@@ -178,3 +178,33 @@ def test_finished_runs_are_listed_compared_and_deleted(tmp_path):
     app.checkbox(key=f"train_delete_confirm:{first.name}").check().run()
     app.button(key="train_delete").click().run()
     assert not first.exists() and second.exists()
+
+
+# ---------------------------------------------------------------- sidebar
+
+
+def test_uploading_a_zip_opens_it_as_the_dataset_and_a_bad_zip_is_reported(tmp_path):
+    from test_app_core import zip_of
+
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    archive = zip_of({"pets/cat/a.png": png_bytes(1), "pets/dog/b.png": png_bytes(2)}).getvalue()
+    app.sidebar.file_uploader(key="dataset_zip").set_value(("pets.zip", archive, "application/zip")).run()
+    assert not app.exception, app.exception
+    assert [header.value for header in app.header] == ["Dataset: pets"]
+    assert metrics(app)["Images"] == "2"
+    assert Path(app.session_state["dataset_dir_saved"]).is_relative_to(runs.default_runs_root().parent)
+
+    evil = zip_of({"../evil.png": png_bytes(3)}).getvalue()
+    app.sidebar.file_uploader(key="dataset_zip").set_value(("evil.zip", evil, "application/zip")).run()
+    assert any("evil.zip: unsafe path in archive" in error.value for error in app.sidebar.error)
+    assert [header.value for header in app.header] == ["Dataset: pets"]  # the last good dataset stays
+
+
+def test_recent_folders_are_remembered_and_offered(odd_dataset, tmp_path):
+    app = open_page("app_pages/home.py", odd_dataset)
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # a new session, as after a restart
+    recent = fresh.sidebar.selectbox(key="recent_choice")
+    assert str(odd_dataset.resolve()) in recent.options
+    recent.set_value(str(odd_dataset.resolve())).run()
+    assert metrics(fresh)["Images"] == "16"
+    assert app.session_state["dataset_dir_saved"] == str(odd_dataset)

@@ -205,3 +205,35 @@ def test_imagenet_predictor_classifies_with_1000_names():
     assert probabilities.shape == (1000,) and probabilities.sum() == pytest.approx(1.0, abs=1e-3)
     assert heatmap.shape == (7, 7) and np.isfinite(heatmap).all()
     assert predictor.top_k(probabilities, 3)[0][0] in predictor.class_names
+
+
+def _corrupt_model(run):
+    data = (run / "model.keras").read_bytes()
+    (run / "model.keras").write_bytes(data[: len(data) // 2])
+    return f"corrupt model file: {run / 'model.keras'}"
+
+
+def _lambda_model(run):
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
+    doubled = keras.layers.Lambda(lambda tensor: tensor * 2, name="sneaky")(inputs)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(keras.layers.Flatten()(doubled))
+    keras.saving.save_model(keras.Model(inputs, outputs), run / "model.keras")
+    return "Lambda layers run arbitrary code (sneaky)"
+
+
+def _two_class_model(run):
+    model = create_model(ModelConfig(name="small_cnn"), 2, IMAGE_SIZE, 3)
+    save_model_atomically(model, run / "model.keras")
+    return "the model predicts 2 classes but 3 class names were given"
+
+
+@pytest.mark.parametrize("spoil", [_corrupt_model, _lambda_model, _two_class_model])
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_unsafe_or_broken_run_models_are_refused_end_to_end(tmp_path, data_dir, spoil, command):
+    run = write_run(tmp_path / "run")
+    expected = spoil(run)
+    target = str(data_dir) if command == "evaluate" else str(data_dir / "circle" / "0.png")
+    result = run_imgclf(command, str(run), target, "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"imgclf {command}: error: ") and expected in last_line, result.stderr

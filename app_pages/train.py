@@ -80,14 +80,13 @@ def start_ui(index: DatasetIndex, folder: Path, runs_root: Path) -> None:
 
 
 def choose_run(run_dirs: list[Path]) -> Path | None:
-    """The run shown below: the one picked this session, else the one training, else the newest."""
+    """The run shown below: the sidebar's current run (picked here, or the one training, or the newest)."""
     if not run_dirs:
         return None
     by_name = {run_dir.name: run_dir for run_dir in run_dirs}
     picked = st.session_state.get("run_dir")
     if picked not in map(str, run_dirs):
-        active = [run_dir for run_dir in run_dirs if runs.read_status(run_dir)["state"] in runs.ACTIVE_STATES]
-        picked = str((active or run_dirs)[0])
+        picked = str(run_dirs[0])
         st.session_state["run_dir"] = picked
     st.session_state["train_run_choice"] = Path(picked).name
 

@@ -42,21 +42,21 @@ def skipped_ui(index: DatasetIndex) -> None:
             st.dataframe(pd.DataFrame([vars(item) for item in index.skipped]), hide_index=True)
 
 
-def run_glance_ui() -> None:
-    run_dir = current_run_dir()
+def run_glance_ui(folder: Path | None) -> None:
+    run_dir = current_run_dir(folder)
     if run_dir is None:
-        st.page_link("pages/train.py", label="No run yet: train a model", icon="📈")
+        st.page_link("app_pages/train.py", label="No run yet: train a model", icon=":material/monitoring:")
         return
     summary = runs.summarize_run(run_dir)
     accuracy = summary["best_val_accuracy"]
     best = f", best validation accuracy {accuracy:.2%}" if accuracy is not None else ""
-    st.page_link("pages/train.py", label=f"Run {summary['run']}: {summary['state']}, epoch {summary['epochs']}{best}",
-                 icon="📈")
+    st.page_link("app_pages/train.py", label=f"Run {summary['run']}: {summary['state']}, epoch {summary['epochs']}{best}",
+                 icon=":material/monitoring:")
 
 
 folder = sidebar_ui()
 st.title("imgclf")
-run_glance_ui()
+run_glance_ui(folder)
 if folder is not None:
     dataset_index = scan_or_report(folder)
     if dataset_index is not None:

@@ -1,0 +1,108 @@
+"""Drive the real app in Debian's Chromium: start `streamlit run` on 127.0.0.1, open pages, wait for drawing.
+
+Shared by scripts/screenshot_pages.py and the browser tests. Needs the `playwright` Python package
+and /usr/bin/chromium (`apt-get install chromium chromium-driver`); never `playwright install`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_server(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"streamlit did not answer on {url} within {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def streamlit_server(environment: dict[str, str] | None = None) -> Iterator[str]:
+    """`streamlit run app.py` on a free 127.0.0.1 port; yields its URL; stopped by its PID afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true"],
+        cwd=ROOT, env={**os.environ, **(environment or {})},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_server(url)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1400, height: int = 1800) -> Iterator["object"]:
+    """A fresh page in headless Debian Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
+def wait_until_drawn(page, timeout_s: float = 60) -> None:
+    """Streamlit shows grey skeletons first: wait until every image has loaded and charts have a canvas."""
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function(
+        """() => {
+            const images = [...document.querySelectorAll('[data-testid="stImage"] img, img')];
+            const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]');
+            const drawn = [...charts].every(chart => chart.querySelector('canvas, svg'));
+            return images.every(image => image.complete && image.naturalWidth > 0) && drawn;
+        }""",
+        timeout=timeout_s * 1000,
+    )
+    time.sleep(1.0)  # chart transitions settle
+
+
+def metric_value(page, label: str) -> str | None:
+    """The value shown by the st.metric labelled `label`, or None if it is not on the page."""
+    return page.evaluate(
+        """(label) => {
+            for (const metric of document.querySelectorAll('[data-testid="stMetric"]')) {
+                const name = metric.querySelector('[data-testid="stMetricLabel"]');
+                const value = metric.querySelector('[data-testid="stMetricValue"]');
+                if (name && value && name.innerText.trim() === label) return value.innerText.trim();
+            }
+            return null;
+        }""",
+        label,
+    )
