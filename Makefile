@@ -25,9 +25,9 @@ test-fast: $(STAMP)  ## skip tests marked slow
 bench: $(STAMP)  ## pipeline and scan benchmarks (needs the dataset-fashion-mnist Debian package)
 	$(BIN)/python bench/bench_pipeline.py
 
-bench-training: $(STAMP)  ## seeds' recipe vs ours to test accuracy on full Fashion-MNIST (~20 min)
+bench-training: $(STAMP)  ## seeds' recipe vs ours to test accuracy on full Fashion-MNIST (~45 min)
 	test -d /tmp/fmnist-tree/train || $(BIN)/imgclf fashion-mnist /tmp/fmnist-tree
-	$(BIN)/python bench/bench_training.py --epochs-seeds 8
+	$(BIN)/python bench/bench_training.py --epochs-seeds 12
 
 bench-predict: $(STAMP)  ## warm single-image predict + Grad-CAM latency vs the keras-io recipe
 	$(BIN)/python bench/bench_predict.py

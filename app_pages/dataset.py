@@ -47,6 +47,8 @@ def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
         if (label == "All classes" or record.label == label) and name_filter in Path(record.path).name.lower()
     ]
     pages = max(1, math.ceil(len(records) / page_size))
+    if st.session_state.get("grid_page", 1) > pages:  # a narrower filter leaves fewer pages
+        st.session_state["grid_page"] = pages
     page = st.number_input(f"Page (of {pages})", 1, pages, key="grid_page") if pages > 1 else 1
     st.caption(f"{len(records):,} image(s) match")
     return records[(page - 1) * page_size:page * page_size]

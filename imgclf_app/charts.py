@@ -77,11 +77,11 @@ def counts_chart(counts: Sequence[tuple[str, int]], label: str, height: int = 22
     """Horizontal bars of (name, count), in the given order."""
     data = pd.DataFrame(counts, columns=[label, "images"])
     return (
-        alt.Chart(data, height=height)
+        alt.Chart(data, height=max(height, 22 * len(data)))
         .mark_bar()
         .encode(
             x=alt.X("images:Q"),
-            y=alt.Y(f"{label}:N", sort=None, title=label),
+            y=alt.Y(f"{label}:N", sort=None, title=label, axis=alt.Axis(labelOverlap=False)),
             tooltip=[label, "images"],
         )
     )

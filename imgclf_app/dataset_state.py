@@ -11,6 +11,7 @@ import streamlit as st
 from imgclf_core import runs, settings
 from imgclf_core.archive import ArchiveError, extract_dataset_zip
 from imgclf_core.dataset import DatasetError, DatasetIndex, scan_dataset
+from imgclf_core.fileio import user_data_dir
 from imgclf_core.images import ImageDecodeError
 from imgclf_core.thumbnails import thumbnail_file
 
@@ -29,7 +30,7 @@ def default_dataset_dir() -> str:
 
 
 def uploaded_datasets_dir() -> Path:
-    return runs.default_runs_root().parent / "datasets"
+    return user_data_dir() / "datasets"
 
 
 def sidebar_ui() -> Path | None:

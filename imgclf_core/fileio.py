@@ -11,10 +11,24 @@ from typing import Any, Callable
 
 def user_cache_dir() -> Path:
     """Where derived data (scan index, decoded arrays, converted weights) is cached."""
-    configured = os.environ.get("IMGCLF_CACHE_DIR")
+    return _user_dir("IMGCLF_CACHE_DIR", "XDG_CACHE_HOME", ".cache")
+
+
+def user_config_dir() -> Path:
+    """Where small settings live (recently used folders): IMGCLF_CONFIG_DIR or ~/.config/imgclf."""
+    return _user_dir("IMGCLF_CONFIG_DIR", "XDG_CONFIG_HOME", ".config")
+
+
+def user_data_dir() -> Path:
+    """Where runs and unpacked uploads live: IMGCLF_DATA_HOME or ~/.local/share/imgclf."""
+    return _user_dir("IMGCLF_DATA_HOME", "XDG_DATA_HOME", os.path.join(".local", "share"))
+
+
+def _user_dir(override_variable: str, xdg_variable: str, home_default: str) -> Path:
+    configured = os.environ.get(override_variable)
     if configured:
         return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get(xdg_variable) or os.path.join(os.path.expanduser("~"), home_default)
     return Path(base) / "imgclf"
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from imgclf_core.config import RunConfig, config_to_dict, run_config_from_dict
-from imgclf_core.fileio import atomic_write_json, atomic_write_text
+from imgclf_core.fileio import atomic_write_json, atomic_write_text, user_data_dir
 
 QUEUED, RUNNING, FINISHED, STOPPED, FAILED = "queued", "running", "finished", "stopped", "failed"
 # Not written by anyone: read_status reports it when status says running but the process is gone.
@@ -276,12 +276,9 @@ def list_runs(runs_root: str | os.PathLike) -> list[Path]:
 
 
 def default_runs_root() -> Path:
-    """IMGCLF_RUNS_DIR, else $XDG_DATA_HOME/imgclf/runs (~/.local/share/imgclf/runs)."""
+    """IMGCLF_RUNS_DIR, else the user data folder's runs/ (~/.local/share/imgclf/runs)."""
     configured = os.environ.get("IMGCLF_RUNS_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "imgclf" / "runs"
+    return Path(configured) if configured else user_data_dir() / "runs"
 
 
 def new_run_dir(runs_root: str | os.PathLike, model_name: str) -> Path:

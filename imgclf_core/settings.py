@@ -6,18 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from imgclf_core.fileio import atomic_write_json
+from imgclf_core.fileio import atomic_write_json, user_config_dir
 
 MAX_RECENT_FOLDERS = 10
-
-
-def user_config_dir() -> Path:
-    """IMGCLF_CONFIG_DIR, else $XDG_CONFIG_HOME/imgclf (~/.config/imgclf)."""
-    configured = os.environ.get("IMGCLF_CONFIG_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "imgclf"
 
 
 def _recent_file() -> Path:

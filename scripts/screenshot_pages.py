@@ -24,7 +24,7 @@ def main() -> int:
     args = parser.parse_args()
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
-    with streamlit_server({"IMGCLF_DATA_DIR": args.data}) as url, chromium_page(height=2200) as page:
+    with streamlit_server({"IMGCLF_DATA_DIR": args.data}) as url, chromium_page(height=3600) as page:
         for path, (name, ready_text) in PAGES.items():
             page.goto(url + path)
             page.get_by_text(ready_text).first.wait_for(timeout=60_000)

@@ -17,4 +17,5 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     runs_dir = tmp_path_factory.mktemp("imgclf-runs")
     monkeypatch.setenv("IMGCLF_RUNS_DIR", str(runs_dir))
     monkeypatch.setenv("IMGCLF_CONFIG_DIR", str(tmp_path_factory.mktemp("imgclf-config")))
+    monkeypatch.setenv("IMGCLF_DATA_HOME", str(tmp_path_factory.mktemp("imgclf-data")))
     return runs_dir

@@ -20,6 +20,7 @@ from imgclf_core.archive import ArchiveError, extract_dataset_zip
 from imgclf_core.config import RunConfig, TrainingConfig
 from imgclf_core.dataset import scan_dataset
 from imgclf_core.dataset_report import dataset_health_warnings, mode_distribution, size_distribution
+from imgclf_core.fileio import user_config_dir
 from imgclf_core.thumbnails import make_thumbnail, thumbnail_file
 
 
@@ -104,7 +105,7 @@ def test_recent_folders_are_newest_first_unique_and_capped(tmp_path):
 
 
 def test_unreadable_recent_file_counts_as_empty():
-    path = settings.user_config_dir() / "recent_folders.json"
+    path = user_config_dir() / "recent_folders.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{not json")
     assert settings.recent_dataset_folders() == []

@@ -13,6 +13,7 @@ from helpers import png_bytes, shapes_tree, write
 from streamlit.testing.v1 import AppTest
 
 from imgclf_core import runs
+from imgclf_core.fileio import user_data_dir
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 120
@@ -192,7 +193,7 @@ def test_uploading_a_zip_opens_it_as_the_dataset_and_a_bad_zip_is_reported(tmp_p
     assert not app.exception, app.exception
     assert [header.value for header in app.header] == ["Dataset: pets"]
     assert metrics(app)["Images"] == "2"
-    assert Path(app.session_state["dataset_dir_saved"]).is_relative_to(runs.default_runs_root().parent)
+    assert Path(app.session_state["dataset_dir_saved"]).is_relative_to(user_data_dir() / "datasets")
 
     evil = zip_of({"../evil.png": png_bytes(3)}).getvalue()
     app.sidebar.file_uploader(key="dataset_zip").set_value(("evil.zip", evil, "application/zip")).run()
@@ -208,3 +209,17 @@ def test_recent_folders_are_remembered_and_offered(odd_dataset, tmp_path):
     recent.set_value(str(odd_dataset.resolve())).run()
     assert metrics(fresh)["Images"] == "16"
     assert app.session_state["dataset_dir_saved"] == str(odd_dataset)
+
+
+def test_grid_pages_through_a_large_class_and_survives_a_narrower_filter(tmp_path):
+    for number in range(30):
+        write(tmp_path / "data", f"cat/{number:02d}.png", png_bytes(number, (12, 8)))
+    write(tmp_path / "data", "dog/00.png", png_bytes(99, (12, 8)))
+    app = open_page("app_pages/dataset.py", tmp_path / "data")
+    app.number_input(key="grid_page").set_value(2).run()
+    captions = [image.captions[0] for image in app.get("image") if image.captions and "·" in image.captions[0]]
+    assert captions[0] == "cat · 24.png" and len(captions) == 7  # 31 images, 24 per page
+    app.selectbox(key="grid_class").set_value("dog").run()
+    assert not app.exception, app.exception
+    captions = [image.captions[0] for image in app.get("image") if image.captions and "·" in image.captions[0]]
+    assert captions == ["dog · 00.png"]
