@@ -28,7 +28,7 @@ def main() -> int:
         for path, (name, ready_text) in PAGES.items():
             page.goto(url + path)
             page.get_by_text(ready_text).first.wait_for(timeout=60_000)
-            wait_until_drawn(page)
+            wait_until_drawn(page, expect_images=True)
             page.screenshot(path=str(out / f"{name}.png"), full_page=True)
             print(f"wrote {out / f'{name}.png'}")
     return 0

@@ -78,16 +78,20 @@ def chromium_page(width: int = 1400, height: int = 1800) -> Iterator["object"]:
             browser.close()
 
 
-def wait_until_drawn(page, timeout_s: float = 60) -> None:
-    """Streamlit shows grey skeletons first: wait until every image has loaded and charts have a canvas."""
+def wait_until_drawn(page, timeout_s: float = 60, expect_images: bool = False) -> None:
+    """Streamlit shows grey skeletons first: wait until none is left, every image has loaded
+    (at least one when `expect_images`) and every chart has its canvas."""
     page.wait_for_load_state("networkidle")
     page.wait_for_function(
-        """() => {
+        """(expectImages) => {
+            if (document.querySelector('[data-testid="stSkeleton"]')) return false;
             const images = [...document.querySelectorAll('[data-testid="stImage"] img, img')];
             const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"]');
             const drawn = [...charts].every(chart => chart.querySelector('canvas, svg'));
-            return images.every(image => image.complete && image.naturalWidth > 0) && drawn;
+            const loaded = images.every(image => image.complete && image.naturalWidth > 0);
+            return (images.length > 0 || !expectImages) && loaded && drawn;
         }""",
+        arg=expect_images,
         timeout=timeout_s * 1000,
     )
     time.sleep(1.0)  # chart transitions settle

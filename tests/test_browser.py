@@ -55,7 +55,8 @@ def epochs_done(page) -> int:
 
 
 def test_click_to_train_survives_a_reload_stops_resumes_and_finishes(tmp_path):
-    environment = {"IMGCLF_DATA_DIR": str(SAMPLE), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
+    # Relative to the server's working folder (the project root), as a person would type it.
+    environment = {"IMGCLF_DATA_DIR": str(SAMPLE.relative_to(ROOT)), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
     with streamlit_server(environment) as url, chromium_page() as page:
         page.goto(url + "train")
         epochs_input = page.get_by_role("spinbutton", name="Epochs", exact=True)
