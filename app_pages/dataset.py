@@ -128,7 +128,8 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
     st.caption("The settings the trainer uses (the Train page takes them from here).")
     config = augmentation_form()
     columns = st.columns([3, 1, 1])
-    paths = [record.path for record in index.records]
+    by_path = {record.path: record for record in index.records}
+    paths = list(by_path)
     default = st.session_state.get("inspect_path")
     chosen = columns[0].selectbox(
         "Image", paths, index=paths.index(default) if default in paths else 0, key="preview_image"
@@ -136,15 +137,15 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
     count = columns[1].selectbox("Versions", PREVIEW_COUNTS, index=1, key="preview_count")
     if columns[2].button("Reshuffle", key="preview_reshuffle"):
         st.session_state["preview_seed"] = st.session_state.get("preview_seed", 0) + 1
+    record = by_path[chosen]
+    # The scan knows the upright size, so the file is decoded once, straight to the preview size.
+    scale = min(1.0, PREVIEW_SIZE / max(record.width, record.height))
+    size = (max(1, round(record.height * scale)), max(1, round(record.width * scale))) if scale < 1.0 else None
     try:
-        image = decode_image(index.absolute_path(chosen))
+        image = decode_image(index.absolute_path(chosen), size=size)
     except ImageDecodeError as error:
         st.error(f"{chosen}: {error}")
         return
-    scale = min(1.0, PREVIEW_SIZE / max(image.shape[:2]))
-    if scale < 1.0:
-        image = decode_image(index.absolute_path(chosen), size=(round(image.shape[0] * scale),
-                                                               round(image.shape[1] * scale)))
     with st.spinner("Augmenting…"):
         from imgclf_core.augmentation import preview_augmentations
 

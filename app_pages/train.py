@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -61,15 +60,19 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     )
 
 
-def start_ui(index: DatasetIndex, folder: Path, runs_root: Path) -> None:
-    with st.expander("New run", expanded=not runs.runs_of_dataset(runs_root, folder)):
+def refused_while_busy(runs_root: Path) -> bool:
+    """One run trains at a time: say so (and return True) when another is training."""
+    busy = runs.active_runs(runs_root)
+    if busy:
+        st.error(f"A run is already training ({busy[0].name}): stop it or let it finish first; "
+                 "two runs at once would share the same cores and both go slower.")
+    return bool(busy)
+
+
+def start_ui(index: DatasetIndex, folder: Path, runs_root: Path, has_runs: bool) -> None:
+    with st.expander("New run", expanded=not has_runs):
         config = run_config_form(index, folder)
-        if not st.button("Start training", type="primary", key="train_start"):
-            return
-        busy = runs.active_runs(runs_root)
-        if busy:
-            st.error(f"A run is already training ({busy[0].name}): stop it or let it finish first; "
-                     "two runs at once would share the same cores and both go slower.")
+        if not st.button("Start training", type="primary", key="train_start") or refused_while_busy(runs_root):
             return
         if len(index.class_names) < 2:
             st.error("Training needs at least two classes with images.")
@@ -126,10 +129,10 @@ def run_panel(run_dir: Path) -> None:
         left.altair_chart(curves_chart(frame, "loss"), width="stretch")
         right.altair_chart(curves_chart(frame, "accuracy"), width="stretch")
     controls_ui(run_dir, state)
-    if st.session_state.get("panel_state", {}).get(str(run_dir)) not in (None, state) and state not in runs.ACTIVE_STATES:
-        st.session_state.setdefault("panel_state", {})[str(run_dir)] = state
+    seen_states = st.session_state.setdefault("panel_state", {})
+    previous, seen_states[str(run_dir)] = seen_states.get(str(run_dir)), state
+    if previous not in (None, state) and state not in runs.ACTIVE_STATES:
         st.rerun()  # the run just ended: redraw the whole page (evaluation, runs list)
-    st.session_state.setdefault("panel_state", {})[str(run_dir)] = state
 
 
 def controls_ui(run_dir: Path, state: str) -> None:
@@ -140,13 +143,9 @@ def controls_ui(run_dir: Path, state: str) -> None:
             handle.stop(timeout_s=0)  # the trainer finishes its batch, saves and marks the run stopped
             st.toast("Stopping after the current batch…")
     elif state in RESUMABLE_STATES:
-        if columns[0].button("Resume", key="train_resume"):
-            busy = runs.active_runs(run_dir.parent)
-            if busy:
-                st.error(f"A run is already training ({busy[0].name}): stop it first.")
-            else:
-                handle.resume()
-                st.rerun()
+        if columns[0].button("Resume", key="train_resume") and not refused_while_busy(run_dir.parent):
+            handle.resume()
+            st.rerun()
 
 
 def _duration(seconds: float) -> str:
@@ -156,11 +155,11 @@ def _duration(seconds: float) -> str:
 
 
 def finished_run_ui(run_dir: Path) -> None:
-    path = run_dir / "evaluation.json"
-    if not path.exists():
+    evaluation = runs.read_evaluation(run_dir)
+    if evaluation is None:
         return
     st.subheader("Evaluation of the best model on the validation images")
-    evaluation_ui(json.loads(path.read_text(encoding="utf-8")))
+    evaluation_ui(evaluation)
     st.caption("The Mistakes page (next) walks from a confusion-matrix cell to the images behind it.")
 
 
@@ -184,9 +183,8 @@ def compare_ui(run_dirs: list[Path]) -> None:
         run_dir = run_dirs[names.index(name)]
         frame = curves_frame(runs.read_history(run_dir))
         frames.append(frame[frame["split"] == "validation"].assign(run=name))
-        evaluation_path = run_dir / "evaluation.json"
-        if evaluation_path.exists():
-            evaluation = json.loads(evaluation_path.read_text(encoding="utf-8"))
+        evaluation = runs.read_evaluation(run_dir)
+        if evaluation is not None:
             f1[name] = {label: scores["f1"] for label, scores in evaluation["per_class"].items()}
     combined = pd.concat(frames)
     left, right = st.columns(2)
@@ -225,8 +223,8 @@ if folder is not None:
     dataset_index = scan_or_report(folder)
     if dataset_index is not None:
         runs_root = runs.default_runs_root()
-        start_ui(dataset_index, folder, runs_root)
         dataset_runs = runs.runs_of_dataset(runs_root, folder)
+        start_ui(dataset_index, folder, runs_root, has_runs=bool(dataset_runs))
         current = choose_run(dataset_runs)
         if current is None:
             st.info("No run of this dataset yet: pick a model above and start training.")

@@ -11,7 +11,7 @@ import streamlit as st
 from imgclf_core import runs, settings
 from imgclf_core.archive import ArchiveError, extract_dataset_zip
 from imgclf_core.dataset import DatasetError, DatasetIndex, scan_dataset
-from imgclf_core.fileio import user_data_dir
+from imgclf_core.fileio import unique_path, user_data_dir
 from imgclf_core.images import ImageDecodeError
 from imgclf_core.thumbnails import thumbnail_file
 
@@ -99,7 +99,7 @@ def _zip_upload_ui() -> None:
     if upload is None or st.session_state.get("extracted_upload") == upload.file_id:
         return
     stem = Path(upload.name).stem or "dataset"
-    target = uploaded_datasets_dir() / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    target = unique_path(uploaded_datasets_dir(), f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     try:
         with st.spinner(f"Unpacking {upload.name}…"):
             root = extract_dataset_zip(upload, target, UPLOAD_MAX_TOTAL_BYTES, UPLOAD_MAX_FILES)

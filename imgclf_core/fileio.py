@@ -32,6 +32,16 @@ def _user_dir(override_variable: str, xdg_variable: str, home_default: str) -> P
     return Path(base) / "imgclf"
 
 
+def unique_path(parent: str | os.PathLike, stem: str) -> Path:
+    """parent/stem, or parent/stem-2, -3, ... : the first that does not exist yet."""
+    candidate = Path(parent) / stem
+    number = 2
+    while candidate.exists():
+        candidate = Path(parent) / f"{stem}-{number}"
+        number += 1
+    return candidate
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync it, then os.replace it over `path`."""
     atomic_write_with(path, lambda temp_path: temp_path.write_bytes(data))

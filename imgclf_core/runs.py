@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from imgclf_core.config import RunConfig, config_to_dict, run_config_from_dict
-from imgclf_core.fileio import atomic_write_json, atomic_write_text, user_data_dir
+from imgclf_core.fileio import atomic_write_json, atomic_write_text, unique_path, user_data_dir
 
 QUEUED, RUNNING, FINISHED, STOPPED, FAILED = "queued", "running", "finished", "stopped", "failed"
 # Not written by anyone: read_status reports it when status says running but the process is gone.
@@ -155,6 +155,14 @@ def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     for row in csv.DictReader(io.StringIO(text)):
         rows.append({key: _number_or_text(value) for key, value in row.items()})
     return rows
+
+
+def read_evaluation(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """evaluation.json of a finished run, or None when the run has none (yet)."""
+    try:
+        return json.loads((Path(run_dir) / "evaluation.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
 
 
 def append_progress(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
@@ -283,13 +291,7 @@ def default_runs_root() -> Path:
 
 def new_run_dir(runs_root: str | os.PathLike, model_name: str) -> Path:
     """A fresh run folder name under `runs_root`: date, time and model, made unique."""
-    stem = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{model_name}"
-    candidate = Path(runs_root) / stem
-    number = 2
-    while candidate.exists():
-        candidate = Path(runs_root) / f"{stem}-{number}"
-        number += 1
-    return candidate
+    return unique_path(runs_root, f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{model_name}")
 
 
 def runs_of_dataset(runs_root: str | os.PathLike, data_dir: str | os.PathLike) -> list[Path]:
