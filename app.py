@@ -9,6 +9,8 @@ navigation = st.navigation(
         st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("app_pages/dataset.py", title="Dataset", icon=":material/photo_library:"),
         st.Page("app_pages/train.py", title="Train", icon=":material/monitoring:"),
+        st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
+        st.Page("app_pages/mistakes.py", title="Mistakes", icon=":material/troubleshoot:"),
     ]
 )
 navigation.run()

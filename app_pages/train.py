@@ -10,7 +10,7 @@ import streamlit as st
 from imgclf_app.charts import curves_chart, curves_frame
 from imgclf_app.dataset_state import scan_or_report, sidebar_ui
 from imgclf_app.forms import current_augmentation, describe_augmentation
-from imgclf_app.views import evaluation_ui
+from imgclf_app.views import evaluation_ui, refused_while_busy
 from imgclf_core import runs
 from imgclf_core.config import DataConfig, ModelConfig, RunConfig, TrainingConfig
 from imgclf_core.dataset import DatasetIndex
@@ -58,15 +58,6 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
         training=TrainingConfig(epochs=int(epochs), learning_rate=float(learning_rate),
                                 fine_tune_epochs=int(fine_tune_epochs) if spec.pretrained else 0),
     )
-
-
-def refused_while_busy(runs_root: Path) -> bool:
-    """One run trains at a time: say so (and return True) when another is training."""
-    busy = runs.active_runs(runs_root)
-    if busy:
-        st.error(f"A run is already training ({busy[0].name}): stop it or let it finish first; "
-                 "two runs at once would share the same cores and both go slower.")
-    return bool(busy)
 
 
 def start_ui(index: DatasetIndex, folder: Path, runs_root: Path, has_runs: bool) -> None:
@@ -160,7 +151,8 @@ def finished_run_ui(run_dir: Path) -> None:
         return
     st.subheader("Evaluation of the best model on the validation images")
     evaluation_ui(evaluation)
-    st.caption("The Mistakes page (next) walks from a confusion-matrix cell to the images behind it.")
+    st.page_link("app_pages/mistakes.py", label="See the mistakes: confusion cells, top losses, relabel in place",
+                 icon=":material/troubleshoot:")
 
 
 def runs_list_ui(run_dirs: list[Path]) -> None:

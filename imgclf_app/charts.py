@@ -85,3 +85,39 @@ def counts_chart(counts: Sequence[tuple[str, int]], label: str, height: int = 22
             tooltip=[label, "images"],
         )
     )
+
+
+def top_k_chart(pairs: Sequence[tuple[str, float]]) -> alt.Chart:
+    """Horizontal bars of (label, probability), most probable on top."""
+    data = pd.DataFrame(pairs, columns=["label", "probability"])
+    return (
+        alt.Chart(data, height=max(120, 28 * len(data)))
+        .mark_bar()
+        .encode(
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=220, labelOverlap=False)),
+            tooltip=["label", alt.Tooltip("probability:Q", format=".2%")],
+        )
+    )
+
+
+def confusion_difference_chart(difference: Sequence[Sequence[int]], class_names: Sequence[str]) -> alt.Chart:
+    """Heatmap of (after - before) counts: on the diagonal up is better, off it down is better."""
+    order = list(class_names)
+    rows = []
+    for true_index, counts in enumerate(difference):
+        for predicted_index, change in enumerate(counts):
+            better = change > 0 if true_index == predicted_index else change < 0
+            rows.append({"true": order[true_index], "predicted": order[predicted_index], "change": int(change),
+                         "effect": "better" if better else ("same" if change == 0 else "worse")})
+    data = pd.DataFrame(rows)
+    base = alt.Chart(data, height=max(240, 32 * len(order))).encode(
+        x=alt.X("predicted:N", sort=order, title="predicted", axis=alt.Axis(labelOverlap=False)),
+        y=alt.Y("true:N", sort=order, title="true", axis=alt.Axis(labelOverlap=False)),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("effect:N", scale=alt.Scale(domain=["better", "same", "worse"],
+                                                    range=["#4c9a5a", "#f2f2f2", "#d1495b"]), legend=alt.Legend(title=None)),
+        tooltip=["true", "predicted", "change"],
+    )
+    return cells + base.mark_text(fontSize=11).encode(text="change:Q")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
+from imgclf_core import runs
 from imgclf_core.dataset import DatasetIndex
 from imgclf_core.dataset_report import dataset_health_warnings
 
@@ -36,3 +39,12 @@ def evaluation_ui(evaluation: dict) -> None:
     })
     st.altair_chart(confusion_matrix_chart(evaluation["confusion_matrix"], evaluation["class_names"]),
                     width="stretch")
+
+
+def refused_while_busy(runs_root: Path) -> bool:
+    """One run trains at a time: say so (and return True) when another is training."""
+    busy = runs.active_runs(runs_root)
+    if busy:
+        st.error(f"A run is already training ({busy[0].name}): stop it or let it finish first; "
+                 "two runs at once would share the same cores and both go slower.")
+    return bool(busy)

@@ -35,6 +35,10 @@ _CACHE_FORMAT = 1
 TINY_FILE_BYTES = 4096
 
 
+# imgclf's own folder inside a dataset (the relabel journal lives there).
+IMGCLF_FOLDER = ".imgclf"
+
+
 class DatasetError(ValueError):
     """The dataset folder itself is unusable (missing, not a folder)."""
 
@@ -233,6 +237,8 @@ def _dataset_warnings(counts: Counter[str], records: list[ImageRecord]) -> list[
 def _walk_dataset(root: Path, root_real: Path) -> _WalkResult:
     result = _WalkResult()
     for entry in _sorted_entries(root):
+        if entry.name == IMGCLF_FOLDER:
+            continue  # our own bookkeeping (the relabel journal): not data, not worth a warning
         if entry.name.startswith("."):
             _skip_hidden(entry, entry.name, result)
         elif entry.is_symlink():

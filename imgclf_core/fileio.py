@@ -66,7 +66,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) 
     except BaseException:
         _remove_quietly(temp_name)
         raise
-    _fsync_folder(target.parent)
+    fsync_folder(target.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -77,7 +77,8 @@ def atomic_write_json(path: str | os.PathLike, value: Any) -> None:
     atomic_write_text(path, json.dumps(value, indent=1, ensure_ascii=False) + "\n")
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
+    """Make a rename or a new file in `folder` survive a power cut (best effort: some filesystems refuse)."""
     try:
         descriptor = os.open(folder, os.O_RDONLY)
     except OSError:

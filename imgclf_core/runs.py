@@ -341,6 +341,31 @@ def delete_run(run_dir: str | os.PathLike) -> None:
     shutil.rmtree(folder)
 
 
+LINEAGE_FILE = "lineage.json"
+
+
+def retrain_run(run_dir: str | os.PathLike, runs_root: str | os.PathLike) -> RunHandle:
+    """Start a new run with the same config as `run_dir` (after relabeling), remembering where it came from."""
+    parent = Path(run_dir)
+    run_config = read_run_config(parent)
+    new_dir = new_run_dir(runs_root, run_config.model.name)
+    new_dir.mkdir(parents=True)
+    atomic_write_json(new_dir / LINEAGE_FILE, {"retrained_from": parent.name})
+    return start_run(run_config, new_dir)
+
+
+def retrained_from(run_dir: str | os.PathLike) -> Path | None:
+    """The run that `run_dir` retrains (a sibling folder), or None."""
+    try:
+        name = str(json.loads((Path(run_dir) / LINEAGE_FILE).read_text(encoding="utf-8"))["retrained_from"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if "/" in name or os.sep in name or name in ("", ".", ".."):
+        return None  # only a sibling run folder, never a path elsewhere
+    parent = Path(run_dir).parent / name
+    return parent if (parent / "config.json").is_file() else None
+
+
 def remaining_seconds(status: dict[str, Any], progress: list[dict[str, Any]]) -> float | None:
     """Seconds until the last epoch ends, from the pace of the latest progress line; None if unknown."""
     if status.get("state") not in ACTIVE_STATES or not progress:

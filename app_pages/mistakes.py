@@ -1,0 +1,257 @@
+"""Mistakes: confusion matrix -> the images in a cell (with Grad-CAM) -> relabel in place -> undo -> retrain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from imgclf_app.charts import confusion_difference_chart
+from imgclf_app.dataset_state import current_run_dir, load_dataset_index, sidebar_ui
+from imgclf_app.model_state import model_file_stamp, predictor_or_report
+from imgclf_app.views import evaluation_ui, refused_while_busy
+from imgclf_core import runs
+from imgclf_core.evaluation import confusion_matrix_difference
+from imgclf_core.images import ImageDecodeError, read_image_bytes
+from imgclf_core.mistakes import (
+    cell_predictions, class_average_gradcam, explain_paths, largest_confusions, read_run_predictions, top_losses,
+)
+from imgclf_core.overlay import colorize_heatmap, overlay_heatmap
+from imgclf_core.predict import display_image
+from imgclf_core.relabel import QUARANTINE, RelabelError, RelabelJournal
+
+GALLERY_COLUMNS = 4
+GALLERY_SIZE = 12
+TOP_LOSSES = 12
+AVERAGE_GRADCAM_IMAGES = 64
+NO_ACTION = "—"
+KEEP = "correct as is"
+
+
+def run_choice_ui(folder: Path) -> Path | None:
+    """The run to inspect: the sidebar's current run, or another evaluated run of this dataset."""
+    evaluated = [run_dir for run_dir in runs.runs_of_dataset(runs.default_runs_root(), folder)
+                 if (run_dir / "predictions.csv").is_file()]
+    current = current_run_dir(folder)
+    if current is not None and current not in evaluated:
+        return current  # training, stopped or failed: the page says so
+    if not evaluated:
+        return None
+    names = [run_dir.name for run_dir in evaluated]
+    st.session_state["mistakes_run"] = (current or evaluated[0]).name
+
+    def pick() -> None:
+        st.session_state["run_dir"] = str(evaluated[names.index(st.session_state["mistakes_run"])])
+
+    chosen = st.selectbox("Run", names, key="mistakes_run", on_change=pick)
+    return evaluated[names.index(chosen)]
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing Grad-CAM…")
+def explain_files(_predictor, model_key: str, paths: tuple[str, ...]) -> list[dict]:
+    return explain_paths(_predictor, paths)
+
+
+@st.cache_data(max_entries=32, show_spinner="Averaging Grad-CAM over the class…")
+def average_gradcam(_predictor, model_key: str, paths: tuple[str, ...], class_index: int):
+    return class_average_gradcam(_predictor, paths, class_index)
+
+
+def apply_action(dataset_root: str, path: str, widget_key: str) -> None:
+    """The gallery's relabel menu: move the image, quarantine it, or mark it correct; all journaled."""
+    action = st.session_state[widget_key]
+    if action == NO_ACTION:
+        return
+    try:
+        journal = RelabelJournal(dataset_root)
+        if action == KEEP:
+            journal.keep(path)
+            st.session_state["mistakes_message"] = f"Kept {path} as labelled."
+        else:
+            move = journal.move(path, action.removeprefix("move to "))
+            st.session_state["mistakes_message"] = f"Moved {move.source} → {move.target} (undo below)."
+    except RelabelError as error:
+        st.session_state["mistakes_error"] = str(error)
+    load_dataset_index.clear()
+
+
+def gallery_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal: RelabelJournal, key: str) -> None:
+    """Images with their Grad-CAM overlay (for the predicted class), confidence and a relabel menu."""
+    if not rows:
+        st.caption("No images here.")
+        return
+    pages = -(-len(rows) // GALLERY_SIZE)
+    page = st.number_input(f"Page (of {pages})", 1, pages, key=f"{key}_page") if pages > 1 else 1
+    shown = rows[(page - 1) * GALLERY_SIZE:page * GALLERY_SIZE]
+    st.caption(f"{len(rows)} image(s); Grad-CAM shows where the model looked for the class it predicted.")
+    located = [journal.current_path(row["path"]) for row in shown]
+    explained = explain_files(predictor, model_key, tuple(str(folder / path) for path in located))
+    kept = journal.kept_paths()
+    class_names = predictor.class_names
+    for start in range(0, len(shown), GALLERY_COLUMNS):
+        columns = st.columns(GALLERY_COLUMNS)
+        for offset, column in enumerate(columns):
+            position = start + offset
+            if position >= len(shown):
+                break
+            with column:
+                _gallery_item(shown[position], located[position], explained[position], folder, class_names,
+                              kept, f"{key}:{shown[position]['path']}")
+
+
+def _gallery_item(row: dict, path: str, explained: dict, folder: Path, class_names: list[str], kept: set[str],
+                  widget_key: str) -> None:
+    label = f"{row['true']} → {row['predicted']} · {row['probability']:.0%}"
+    try:
+        photo = display_image(read_image_bytes(folder / path))
+    except ImageDecodeError as error:
+        st.warning(f"{path}: {error}")
+        return
+    picture = overlay_heatmap(photo, explained["heatmap"], opacity=0.4) if "heatmap" in explained else photo
+    st.image(picture, caption=label, width="stretch")
+    if path != row["path"]:
+        st.caption(f"moved to **{path}**")
+        return
+    if path in kept:
+        st.caption("marked correct as is")
+        return
+    current_class = path.split("/")[0]
+    actions = [NO_ACTION, *[f"move to {name}" for name in class_names if name != current_class],
+               f"move to {QUARANTINE}", KEEP]
+    st.selectbox("Relabel", actions, key=widget_key, label_visibility="collapsed",
+                 on_change=apply_action, args=(str(folder), path, widget_key), help=path)
+
+
+def cell_ui(evaluation: dict, rows: list[dict], predictor, model_key: str, folder: Path, journal) -> None:
+    st.subheader("Images behind a confusion-matrix cell")
+    names = evaluation["class_names"]
+    confusions = largest_confusions(evaluation["confusion_matrix"], names)
+    if "mistakes_true" not in st.session_state and confusions:
+        st.session_state["mistakes_true"], st.session_state["mistakes_predicted"] = confusions[0][:2]
+    columns = st.columns(2)
+    true_label = columns[0].selectbox("True class", names, key="mistakes_true")
+    predicted_label = columns[1].selectbox("Predicted as", names, key="mistakes_predicted")
+    if confusions:
+        st.caption("Most confused: " + ", ".join(f"{true} → {predicted} ({count})" for true, predicted, count in confusions[:5]))
+    gallery_ui(cell_predictions(rows, true_label, predicted_label), predictor, model_key, folder, journal, "cell")
+
+
+def top_losses_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal) -> None:
+    st.subheader("Top losses")
+    st.caption("The validation images the model is most confidently wrong about: often a wrong label.")
+    gallery_ui(top_losses(rows, TOP_LOSSES), predictor, model_key, folder, journal, "losses")
+
+
+def class_gradcam_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal) -> None:
+    st.subheader("Average Grad-CAM of a class")
+    label = st.selectbox("Class", predictor.class_names, key="mistakes_average_class")
+    paths = [journal.current_path(row["path"]) for row in rows if row["true"] == label][:AVERAGE_GRADCAM_IMAGES]
+    paths = [str(folder / path) for path in paths if (folder / path).is_file()]
+    if not paths:
+        st.caption("No validation images of this class.")
+        return
+    mean_image, heatmap = average_gradcam(predictor, model_key, tuple(paths), predictor.class_names.index(label))
+    columns = st.columns(4)
+    columns[0].image(overlay_heatmap(mean_image, heatmap, opacity=0.5), caption=f"mean of {len(paths)} images",
+                     width="stretch")
+    columns[1].image(colorize_heatmap(np.asarray(heatmap)), caption="mean Grad-CAM", width="stretch")
+    st.caption("Heat along the borders or the background instead of the object hints at a shortcut "
+               "(the model learnt something other than the object).")
+
+
+def journal_ui(folder: Path, journal: RelabelJournal, run_dir: Path) -> None:
+    st.subheader("Relabel journal")
+    moves = journal.relabel_moves()
+    if moves:
+        st.dataframe(pd.DataFrame([{"time": move.time, "from": move.source, "to": move.target, "undone": undone}
+                                   for move, undone in moves]), hide_index=True, width="stretch")
+    else:
+        st.caption(f"No moves yet. Every move is written to {folder.name}/.imgclf/relabel.jsonl first; "
+                   "nothing is ever deleted.")
+    columns = st.columns(3)
+    if columns[0].button("Undo last move", key="mistakes_undo", disabled=not journal.can_undo()):
+        _journal_step(journal.undo, "Undid")
+    if columns[1].button("Redo", key="mistakes_redo", disabled=not journal.can_redo()):
+        _journal_step(journal.redo, "Redid")
+    if columns[2].button("Retrain with the same settings", key="mistakes_retrain", type="primary"):
+        if not refused_while_busy(runs.default_runs_root()):
+            handle = runs.retrain_run(run_dir, runs.default_runs_root())
+            st.session_state["run_dir"] = str(handle.run_dir)
+            st.rerun()
+
+
+def _journal_step(step, verb: str) -> None:
+    try:
+        made = step(1)
+    except RelabelError as error:
+        st.error(str(error))
+        return
+    st.session_state["mistakes_message"] = f"{verb} {made[0].source} → {made[0].target}."
+    load_dataset_index.clear()
+    st.rerun()
+
+
+def comparison_ui(run_dir: Path, evaluation: dict) -> None:
+    """After a retrain: what changed against the run it retrains."""
+    parent = runs.retrained_from(run_dir)
+    before = runs.read_evaluation(parent) if parent is not None else None
+    if before is None:
+        return
+    st.subheader(f"Compared with {parent.name} (before relabeling)")
+    try:
+        difference = confusion_matrix_difference(before, evaluation)
+    except ValueError as error:
+        st.warning(str(error))
+        return
+    st.metric("Validation accuracy", f"{evaluation['accuracy']:.2%}", f"{difference['accuracy_change']:+.2%}")
+    st.altair_chart(confusion_difference_chart(difference["confusion_matrix"], difference["class_names"]),
+                    width="stretch")
+
+
+def waiting_ui(run_dir: Path) -> None:
+    """A run without an evaluation yet: say why; while it trains, recheck until it has finished."""
+    status = runs.read_status(run_dir)
+    if status["state"] in runs.ACTIVE_STATES:
+        st.info(f"Run {run_dir.name} is training ({status.get('message', '')}); its mistakes appear when it finishes.")
+        st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
+        st.fragment(run_every=3)(_rerun_when_done)(run_dir)
+    else:
+        st.info(f"Run {run_dir.name} is {status['state']} and has no evaluation: finish (or resume) it first.")
+
+
+def _rerun_when_done(run_dir: Path) -> None:
+    if runs.read_status(run_dir)["state"] not in runs.ACTIVE_STATES:
+        st.rerun()
+
+
+def messages_ui() -> None:
+    if "mistakes_message" in st.session_state:
+        st.success(st.session_state.pop("mistakes_message"))
+    if "mistakes_error" in st.session_state:
+        st.error(st.session_state.pop("mistakes_error"))
+
+
+folder = sidebar_ui()
+st.title("Mistakes")
+if folder is not None:
+    run = run_choice_ui(folder)
+    evaluation = runs.read_evaluation(run) if run is not None else None
+    predictions = read_run_predictions(run) if run is not None else None
+    if run is None:
+        st.info("No run of this dataset yet: train one on the Train page.")
+    elif evaluation is None or predictions is None:
+        waiting_ui(run)
+    else:
+        predictor = predictor_or_report(str(run))
+        if predictor is not None:
+            key = f"{run}:{model_file_stamp(str(run))}"
+            relabel_journal = RelabelJournal(folder)
+            messages_ui()
+            comparison_ui(run, evaluation)
+            evaluation_ui(evaluation)
+            cell_ui(evaluation, predictions, predictor, key, folder, relabel_journal)
+            top_losses_ui(predictions, predictor, key, folder, relabel_journal)
+            class_gradcam_ui(predictions, predictor, key, folder, relabel_journal)
+            journal_ui(folder, relabel_journal, run)

@@ -1,0 +1,121 @@
+"""Predict: upload photos (or take one), see the top classes and where the model looked (Grad-CAM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from imgclf_app.charts import top_k_chart
+from imgclf_app.dataset_state import current_run_dir, sidebar_ui
+from imgclf_app.model_state import (
+    IMAGENET, IMAGENET_LABEL, explain_bytes, model_file_stamp, predictor_or_report, runs_with_models,
+)
+from imgclf_core import runs
+from imgclf_core.images import DEFAULT_MAX_BYTES, ImageDecodeError
+from imgclf_core.overlay import overlay_heatmap
+from imgclf_core.predict import display_image, top_k_labels
+
+COLORMAPS = ("jet", "turbo", "inferno", "viridis")
+IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
+
+
+def model_choice_ui(folder: Path | None) -> str:
+    """A run with a saved model, or the built-in ImageNet model; default: the sidebar's run if it has one."""
+    run_dirs = runs_with_models(runs.default_runs_root())
+    options = [IMAGENET, *map(str, run_dirs)]
+    current = current_run_dir(folder)
+    if "predict_model" not in st.session_state or st.session_state["predict_model"] not in options:
+        st.session_state["predict_model"] = str(current) if current is not None and str(current) in options else IMAGENET
+
+    def label(option: str) -> str:
+        if option == IMAGENET:
+            return IMAGENET_LABEL
+        summary = runs.summarize_run(option)
+        return f"Run {summary['run']} ({summary['state']}, best val accuracy {summary['best_val_accuracy'] or 0:.1%})"
+
+    return st.selectbox("Model", options, key="predict_model", format_func=label)
+
+
+def uploads_ui() -> list:
+    files = st.file_uploader("Images to classify", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_files")
+    uploads = list(files or [])
+    if st.toggle("Take a photo with the camera", key="predict_camera_on"):
+        photo = st.camera_input("Camera", key="predict_camera")
+        if photo is not None:
+            uploads.append(photo)
+    return uploads
+
+
+def display_options_ui() -> tuple[int, float, str]:
+    columns = st.columns(3)
+    top_k = columns[0].slider("Top classes shown", 1, 10, 5, key="predict_top_k")
+    opacity = columns[1].slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="predict_opacity")
+    colormap = columns[2].selectbox("Colormap", COLORMAPS, key="predict_colormap")
+    return top_k, opacity, colormap
+
+
+def classify(predictor, model_key: str, upload, top_k: int) -> dict:
+    """One upload -> {"name", "data", "probabilities", "top_k"} or {"name", "error"}; never raises for bad files."""
+    name = upload.name
+    if upload.size > DEFAULT_MAX_BYTES:
+        return {"name": name, "error": f"file too large ({upload.size:,} bytes, limit {DEFAULT_MAX_BYTES:,})"}
+    data = upload.getvalue()
+    try:
+        probabilities, heatmap = explain_bytes(predictor, model_key, data, None)
+    except ImageDecodeError as error:
+        return {"name": name, "error": str(error)}
+    return {"name": name, "file_id": upload.file_id, "data": data, "heatmap": heatmap,
+            "top_k": top_k_labels(probabilities, predictor.class_names, top_k)}
+
+
+def batch_table_ui(results: list[dict]) -> None:
+    table = pd.DataFrame([
+        {"image": result["name"],
+         "predicted": result["top_k"][0][0] if "top_k" in result else None,
+         "confidence": result["top_k"][0][1] if "top_k" in result else None,
+         "error": result.get("error", "")}
+        for result in results
+    ])
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"confidence": st.column_config.NumberColumn(format="%.4f")})
+    st.download_button("Download as CSV", table.to_csv(index=False), "predictions.csv", "text/csv",
+                       key="predict_csv")
+
+
+def result_ui(predictor, model_key: str, result: dict, opacity: float, colormap: str) -> None:
+    with st.container(border=True):
+        st.markdown(f"**{result['name']}**")
+        if "error" in result:
+            st.error(f"{result['name']}: {result['error']}")
+            return
+        labels = [label for label, _ in result["top_k"]]
+        left, middle, right = st.columns([2, 2, 3])
+        explained = right.selectbox("Grad-CAM explains", labels, key=f"predict_class:{result['file_id']}")
+        heatmap = result["heatmap"]
+        if explained != labels[0]:
+            _, heatmap = explain_bytes(predictor, model_key, result["data"], predictor.class_names.index(explained))
+        photo = display_image(result["data"])
+        left.image(photo, caption="uploaded", width="stretch")
+        middle.image(overlay_heatmap(photo, heatmap, opacity=opacity, colormap=colormap),
+                     caption=f"where the model looked for '{explained}'", width="stretch")
+        right.altair_chart(top_k_chart(result["top_k"]), width="stretch")
+
+
+folder = sidebar_ui()
+st.title("Predict")
+source = model_choice_ui(folder)
+predictor = predictor_or_report(source)
+if predictor is not None:
+    uploads = uploads_ui()
+    if not uploads:
+        st.info("Upload one or more images (PNG, JPEG, …) to see what the model thinks and where it looked.")
+    else:
+        top_classes, overlay_opacity, overlay_colormap = display_options_ui()
+        key = f"{source}:{model_file_stamp(source)}"
+        with st.spinner(f"Classifying {len(uploads)} image(s)…"):
+            classified = [classify(predictor, key, upload, top_classes) for upload in uploads]
+        batch_table_ui(classified)
+        for item in classified:
+            result_ui(predictor, key, item, overlay_opacity, overlay_colormap)

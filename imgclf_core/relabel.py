@@ -1,0 +1,306 @@
+"""Relabel in place: move images between class folders of a dataset, journaled, undoable, never deleting.
+
+Every file operation is written to the journal (`DATASET/.imgclf/relabel.jsonl`, fsynced) before
+it touches a file, and marked done after. A move is a hard link to the new name (which fails rather
+than overwrite) followed by removing the old name, so at every instant the image exists under at
+least one name. Opening the journal finishes what a crash interrupted: an operation whose file
+already reached its target is completed, one whose file never left is rolled back.
+
+Journal lines (one JSON object each):
+  {"op": "move", "id", "source", "target", "reason": "relabel"|"undo"|"redo", "of": id|null, "time"}
+  {"op": "done", "id"}   {"op": "abort", "id"}   {"op": "keep", "path", "time"}
+Paths are relative to the dataset root, with "/" separators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+from imgclf_core.dataset import IMGCLF_FOLDER
+from imgclf_core.fileio import fsync_folder
+from imgclf_core.runs import now_iso
+
+JOURNAL_FOLDER = IMGCLF_FOLDER
+JOURNAL_NAME = "relabel.jsonl"
+QUARANTINE = "_quarantine"
+
+
+class RelabelError(ValueError):
+    """A move that is not allowed (outside the dataset, no such file, nothing to undo)."""
+
+
+@dataclass(frozen=True)
+class Move:
+    """One file operation of the journal."""
+
+    id: int
+    source: str
+    target: str
+    reason: str  # "relabel", "undo" or "redo"
+    of: int | None = None  # the relabel move an undo or redo acts on
+    time: str = ""
+
+
+@dataclass
+class _Replay:
+    """What the journal says, read from the start: done moves, undo and redo stacks, kept paths."""
+
+    moves: dict[int, Move]
+    done: list[int]  # file operations completed, in order
+    pending: list[int]  # written but neither done nor aborted (a crash in between)
+    undo_stack: list[int]  # relabel moves that can be undone, oldest first
+    redo_stack: list[int]
+    kept: set[str]
+    next_id: int
+
+
+class RelabelJournal:
+    """The relabel journal of one dataset folder; opening it completes or rolls back interrupted moves."""
+
+    def __init__(self, dataset_root: str | os.PathLike):
+        self.root = Path(dataset_root).resolve()
+        if not self.root.is_dir():
+            raise RelabelError(f"dataset folder not found: {dataset_root}")
+        self.path = self.root / JOURNAL_FOLDER / JOURNAL_NAME
+        with self._locked():
+            self._recover(self._replay())
+
+    # ------------------------------------------------------------ public
+
+    def move(self, relative_path: str, target_class: str) -> Move:
+        """Move one image to another class folder (or _quarantine); returns the move made."""
+        source = self._checked_relative(relative_path)
+        folder = _checked_class_name(target_class)
+        source_path = self.root / source
+        if not source_path.is_file() or source_path.is_symlink():
+            raise RelabelError(f"not an image file in the dataset: {relative_path}")
+        if PurePosixPath(source).parts[0] == folder:
+            raise RelabelError(f"{relative_path} is already in {folder}/")
+        with self._locked():
+            replay = self._replay()
+            target = self._free_name(folder, PurePosixPath(source).name)
+            return self._apply(replay, source, target, "relabel", None)
+
+    def keep(self, relative_path: str) -> None:
+        """Mark an image as correctly labelled as it is (no file changes)."""
+        path = self._checked_relative(relative_path)
+        if not (self.root / path).is_file():
+            raise RelabelError(f"not an image file in the dataset: {relative_path}")
+        with self._locked():
+            self._append({"op": "keep", "path": path, "time": now_iso()})
+
+    def undo(self, count: int = 1) -> list[Move]:
+        """Put back the last `count` relabel moves (newest first); returns the undo moves made."""
+        made = []
+        with self._locked():
+            for _ in range(count):
+                replay = self._replay()
+                if not replay.undo_stack:
+                    break
+                original = replay.moves[replay.undo_stack[-1]]
+                made.append(self._apply(replay, original.target, original.source, "undo", original.id))
+        if count and not made:
+            raise RelabelError("nothing to undo")
+        return made
+
+    def redo(self, count: int = 1) -> list[Move]:
+        """Make again the last `count` undone relabel moves; returns the moves made."""
+        made = []
+        with self._locked():
+            for _ in range(count):
+                replay = self._replay()
+                if not replay.redo_stack:
+                    break
+                original = replay.moves[replay.redo_stack[-1]]
+                made.append(self._apply(replay, original.source, original.target, "redo", original.id))
+        if count and not made:
+            raise RelabelError("nothing to redo")
+        return made
+
+    def relabel_moves(self) -> list[tuple[Move, bool]]:
+        """Every relabel move with whether it is currently undone, newest first."""
+        replay = self._replay()
+        undone = set(replay.redo_stack)
+        moves = [replay.moves[move_id] for move_id in replay.done if replay.moves[move_id].reason == "relabel"]
+        return [(move, move.id in undone) for move in reversed(moves)]
+
+    def can_undo(self) -> bool:
+        return bool(self._replay().undo_stack)
+
+    def can_redo(self) -> bool:
+        return bool(self._replay().redo_stack)
+
+    def kept_paths(self) -> set[str]:
+        """Images marked "correct as is" (by their path when marked)."""
+        return self._replay().kept
+
+    def current_path(self, relative_path: str) -> str:
+        """Where an image that was at `relative_path` (e.g. in a run's predictions.csv) is now."""
+        replay = self._replay()
+        location = str(PurePosixPath(relative_path))
+        for move_id in replay.done:
+            move = replay.moves[move_id]
+            if move.source == location:
+                location = move.target
+        return location
+
+    # ------------------------------------------------------------ applying a move
+
+    def _apply(self, replay: _Replay, source: str, target: str, reason: str, of: int | None) -> Move:
+        source_path, target_path = self.root / source, self.root / target
+        if not source_path.is_file():
+            raise RelabelError(f"cannot {reason}: {source} is no longer there")
+        if target_path.exists():
+            raise RelabelError(f"cannot {reason}: {target} already exists (nothing is ever overwritten)")
+        move = Move(replay.next_id, source, target, reason, of, now_iso())
+        self._append({"op": "move", "id": move.id, "source": source, "target": target,
+                      "reason": reason, "of": of, "time": move.time})
+        try:
+            _move_file(source_path, target_path)
+        except OSError as error:
+            self._append({"op": "abort", "id": move.id})
+            raise RelabelError(f"cannot move {source} to {target}: {error.strerror or error}") from error
+        self._append({"op": "done", "id": move.id})
+        return move
+
+    def _recover(self, replay: _Replay) -> None:
+        """Finish or roll back the moves a crash left between their journal line and their end."""
+        for move_id in replay.pending:
+            move = replay.moves[move_id]
+            source_path, target_path = self.root / move.source, self.root / move.target
+            if target_path.is_file() and source_path.is_file() and os.path.samefile(source_path, target_path):
+                source_path.unlink()  # the crash came between link and unlink: finish it
+                fsync_folder(source_path.parent)
+                self._append({"op": "done", "id": move_id})
+            elif target_path.is_file() and not source_path.exists():
+                self._append({"op": "done", "id": move_id})
+            else:
+                self._append({"op": "abort", "id": move_id})  # the file never left its place
+
+    # ------------------------------------------------------------ journal file
+
+    def _replay(self) -> _Replay:
+        replay = _Replay({}, [], [], [], [], set(), 1)
+        for entry in self._entries():
+            operation = entry.get("op")
+            if operation == "move":
+                move = Move(int(entry["id"]), entry["source"], entry["target"], entry.get("reason", "relabel"),
+                            entry.get("of"), entry.get("time", ""))
+                replay.moves[move.id] = move
+                replay.pending.append(move.id)
+                replay.next_id = max(replay.next_id, move.id + 1)
+            elif operation in ("done", "abort") and entry.get("id") in replay.pending:
+                replay.pending.remove(entry["id"])
+                if operation == "done":
+                    replay.done.append(entry["id"])
+                    _update_stacks(replay, replay.moves[entry["id"]])
+            elif operation == "keep":
+                replay.kept.add(entry["path"])
+        return replay
+
+    def _entries(self) -> Iterator[dict]:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash: its move never started
+            if isinstance(entry, dict):
+                yield entry
+
+    def _append(self, entry: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as handle:
+            if handle.tell() and not _ends_with_newline(self.path):
+                handle.write(b"\n")
+            handle.write((json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time (two browser tabs, or the app and the CLI)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.parent / "relabel.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # ------------------------------------------------------------ paths
+
+    def _checked_relative(self, relative_path: str) -> str:
+        """The path as "class/name", refused unless it stays inside the dataset root."""
+        pure = PurePosixPath(str(relative_path).replace(os.sep, "/"))
+        if pure.is_absolute() or not pure.parts or any(part in ("..", ".", "") for part in pure.parts):
+            raise RelabelError(f"not a path inside the dataset: {relative_path}")
+        if len(pure.parts) < 2 or pure.parts[0].startswith("."):
+            raise RelabelError(f"not an image in a class folder: {relative_path}")
+        resolved = (self.root / pure).resolve()
+        if self.root not in resolved.parents:
+            raise RelabelError(f"{relative_path} leads outside the dataset folder {self.root}")
+        return str(pure)
+
+    def _free_name(self, folder: str, name: str) -> str:
+        """folder/name, or folder/stem-2.ext, -3, ...: the first free one (a move never overwrites)."""
+        stem, suffix = os.path.splitext(name)
+        candidate, number = f"{folder}/{name}", 2
+        while (self.root / candidate).exists():
+            candidate = f"{folder}/{stem}-{number}{suffix}"
+            number += 1
+        return candidate
+
+
+def _checked_class_name(name: str) -> str:
+    text = str(name).strip()
+    if not text or text in (".", "..") or "/" in text or os.sep in text or text.startswith("."):
+        raise RelabelError(f"not a class folder name: {name!r}")
+    if text.startswith("_") and text != QUARANTINE:
+        raise RelabelError(f"{name!r} is a reserved folder; move to a class or to {QUARANTINE}")
+    return text
+
+
+def _update_stacks(replay: _Replay, move: Move) -> None:
+    if move.reason == "relabel":
+        replay.undo_stack.append(move.id)
+        replay.redo_stack.clear()
+    elif move.reason == "undo" and move.of in replay.undo_stack:
+        replay.undo_stack.remove(move.of)
+        replay.redo_stack.append(move.of)
+    elif move.reason == "redo" and move.of in replay.redo_stack:
+        replay.redo_stack.remove(move.of)
+        replay.undo_stack.append(move.of)
+
+
+def _move_file(source: Path, target: Path) -> None:
+    """Link the new name, then drop the old one: the file always has a name, and nothing is overwritten."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)  # fails with EEXIST rather than replace a file
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "target exists", str(target)) from error
+        os.rename(source, target)  # a filesystem without hard links: rename, checked just before
+    else:
+        source.unlink()
+    fsync_folder(target.parent)
+    fsync_folder(source.parent)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"

@@ -1,0 +1,146 @@
+"""The Predict and Mistakes pages under AppTest, on a tiny model really trained on real image files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import SHAPES, png_bytes, shapes_tree
+from test_pages import metrics, open_page
+
+from imgclf_core import runs
+from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
+from imgclf_core.relabel import RelabelJournal
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_template(tmp_path_factory) -> tuple[Path, Path]:
+    """(run folder, dataset) of a small_cnn trained for 2 epochs on 16 px shapes: trained once per module."""
+    from imgclf_core.training import train_run
+
+    base = tmp_path_factory.mktemp("template")
+    data = shapes_tree(base / "data", per_class=12)
+    run_dir = base / "runs" / "20260101-000000-small_cnn"
+    run_dir.mkdir(parents=True)
+    config = RunConfig(
+        data_dir=str(data.resolve()),
+        data=DataConfig(image_size=16, color_mode="grayscale", batch_size=8, validation_split=0.5),
+        augmentation=NO_AUGMENTATION,
+        model=ModelConfig(name="small_cnn"),
+        training=TrainingConfig(epochs=2, progress_every_batches=1),
+    )
+    runs.write_run_config(run_dir, config)
+    assert train_run(run_dir) == runs.FINISHED
+    return run_dir, data
+
+
+@pytest.fixture
+def trained(trained_template, tmp_path) -> tuple[Path, Path]:
+    """A private copy of the trained run (in this test's runs folder) and of its dataset."""
+    template_run, template_data = trained_template
+    data = shutil.copytree(template_data, tmp_path / "data")
+    run_dir = shutil.copytree(template_run, runs.default_runs_root() / template_run.name)
+    document = json.loads((run_dir / "config.json").read_text())
+    document["run"]["data_dir"] = str(data.resolve())
+    (run_dir / "config.json").write_text(json.dumps(document))
+    return run_dir, data
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes()
+            for path in sorted(root.rglob("*")) if path.is_file() and ".imgclf" not in path.parts}
+
+
+# ---------------------------------------------------------------- predict page
+
+
+def test_predict_page_classifies_uploads_and_reports_a_corrupt_one(trained):
+    run_dir, data = trained
+    app = open_page("app_pages/predict.py", data)
+    assert app.selectbox(key="predict_model").value == str(run_dir)  # the sidebar's run, not ImageNet
+    good = (data / "ring").glob("*.png").__next__().read_bytes()
+    app.file_uploader(key="predict_files").set_value([
+        ("ring.png", good, "image/png"),
+        ("broken.png", b"this is not an image", "image/png"),
+        ("photo.png", png_bytes(3, (40, 30)), "image/png"),
+    ]).run()
+    assert not app.exception, app.exception
+    table = next(frame.value for frame in app.dataframe if "predicted" in frame.value.columns)
+    assert list(table["image"]) == ["ring.png", "broken.png", "photo.png"]
+    assert set(table["predicted"].dropna()) <= set(SHAPES) and table["predicted"].notna().sum() == 2
+    assert "broken.png" in table[table["predicted"].isna()]["image"].tolist()
+    assert any("broken.png" in error.value for error in app.error)
+    overlays = [image for image in app.get("image") if image.captions and "where the model looked" in image.captions[0]]
+    assert len(overlays) == 2
+    assert len(app.get("vega_lite_chart")) == 2  # a top-k chart per good image
+    assert [button.label for button in app.get("download_button")] == ["Download as CSV"]
+
+    other = next(label for label in app.selectbox(key="predict_class:" + _file_id(app, 0)).options
+                 if label != app.selectbox(key="predict_class:" + _file_id(app, 0)).value)
+    app.selectbox(key="predict_class:" + _file_id(app, 0)).set_value(other).run()
+    overlays = [image.captions[0] for image in app.get("image") if image.captions and "where the model" in image.captions[0]]
+    assert overlays[0] == f"where the model looked for '{other}'"
+
+
+def _file_id(app, position: int) -> str:
+    keys = [box.key for box in app.selectbox if box.key and box.key.startswith("predict_class:")]
+    return keys[position].split(":", 1)[1]
+
+
+# ---------------------------------------------------------------- mistakes page
+
+
+def test_mistakes_page_shows_the_matrix_and_a_cell_gallery_and_relabel_undo_restores_files(trained):
+    run_dir, data = trained
+    before = snapshot(data)
+    app = open_page("app_pages/mistakes.py", data)
+    assert "Validation accuracy" in metrics(app)
+    assert any(frame.value.index.tolist() == list(SHAPES) or sorted(frame.value.index) == sorted(SHAPES)
+               for frame in app.dataframe)
+    app.selectbox(key="mistakes_true").set_value("ring").run()
+    app.selectbox(key="mistakes_predicted").set_value("ring").run()
+    gallery = [image for image in app.get("image") if image.captions and image.captions[0].startswith("ring → ring")]
+    if not gallery:  # the tiny model may have called every ring something else: use the largest ring cell
+        predicted = max(SHAPES, key=lambda shape: sum(1 for image in app.get("image")
+                                                      if image.captions and image.captions[0].startswith(f"ring → {shape}")))
+        app.selectbox(key="mistakes_predicted").set_value(predicted).run()
+    menus = [box for box in app.selectbox if box.key and box.key.startswith("cell:")]
+    assert menus, "the cell gallery shows a relabel menu per image"
+    moved_path = menus[0].key.split(":", 1)[1]
+    menus[0].set_value("move to square").run()
+    assert not app.exception, app.exception
+    assert not (data / moved_path).exists()
+    assert (data / "square" / Path(moved_path).name).exists() or any((data / "square").glob(Path(moved_path).stem + "-*"))
+    assert any("Moved" in message.value for message in app.success)
+    assert any(f"moved to **square/" in caption.value for caption in app.caption)
+    journal_table = next(frame.value for frame in app.dataframe if "from" in frame.value.columns)
+    assert journal_table["from"].tolist() == [moved_path]
+
+    app.button(key="mistakes_undo").click().run()
+    assert not app.exception, app.exception
+    assert snapshot(data) == before
+    assert RelabelJournal(data).can_redo()
+
+
+def test_mistakes_page_retrains_and_then_shows_the_matrix_difference(trained):
+    run_dir, data = trained
+    app = open_page("app_pages/mistakes.py", data)
+    app.button(key="mistakes_retrain").click().run()
+    assert not app.exception, app.exception
+    new_runs = [path for path in runs.list_runs(runs.default_runs_root()) if path != run_dir]
+    assert len(new_runs) == 1 and runs.retrained_from(new_runs[0]) == run_dir
+    assert runs.RunHandle(new_runs[0]).wait(timeout_s=240)["state"] == runs.FINISHED
+    app.run()
+    assert not app.exception, app.exception
+    assert any(header.value.startswith(f"Compared with {run_dir.name}") for header in app.subheader)
+    assert "Validation accuracy" in metrics(app)
+
+
+def test_mistakes_page_without_a_finished_run_says_what_to_do(tmp_path):
+    data = shapes_tree(tmp_path / "data", per_class=3)
+    app = open_page("app_pages/mistakes.py", data)
+    assert any("No run of this dataset yet" in info.value for info in app.info)

@@ -1,0 +1,160 @@
+"""The relabel journal: moves, undo/redo, crash recovery, and refusals, on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from helpers import png_bytes, write
+
+from imgclf_core.relabel import JOURNAL_FOLDER, JOURNAL_NAME, QUARANTINE, RelabelError, RelabelJournal
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = tmp_path / "data"
+    for number in range(3):
+        write(root, f"cat/{number}.png", png_bytes(number))
+        write(root, f"dog/{number}.png", png_bytes(10 + number))
+    return root
+
+
+def snapshot(root) -> dict[str, bytes]:
+    """Every file under the dataset (journal folder excluded) with its bytes."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*")) if path.is_file() and JOURNAL_FOLDER not in path.parts
+    }
+
+
+def journal_lines(root) -> list[dict]:
+    return [json.loads(line) for line in (root / JOURNAL_FOLDER / JOURNAL_NAME).read_text().splitlines()]
+
+
+def test_move_undo_redo_restore_the_files_exactly(dataset):
+    before = snapshot(dataset)
+    journal = RelabelJournal(dataset)
+    move = journal.move("cat/0.png", "dog")
+    journal.move("cat/1.png", QUARANTINE)
+    assert move.target == "dog/0-2.png"  # dog/0.png exists: never overwritten
+    after = snapshot(dataset)
+    assert after["dog/0-2.png"] == before["cat/0.png"] and after["dog/0.png"] == before["dog/0.png"]
+    assert after[f"{QUARANTINE}/1.png"] == before["cat/1.png"] and "cat/1.png" not in after
+    assert len(after) == len(before)  # nothing deleted
+    assert journal.current_path("cat/0.png") == "dog/0-2.png"
+
+    assert [undo.of for undo in journal.undo(2)] == [2, 1]  # newest first
+    assert snapshot(dataset) == before
+    assert journal.current_path("cat/0.png") == "cat/0.png"
+    assert [(move.source, undone) for move, undone in journal.relabel_moves()] == [
+        ("cat/1.png", True), ("cat/0.png", True)]
+
+    journal.redo(1)
+    assert snapshot(RelabelJournal(dataset).root)["dog/0-2.png"] == before["cat/0.png"]
+    assert journal.can_undo() and journal.can_redo()
+    journal.move("dog/1.png", "cat")  # a new move forgets what could be redone
+    assert not journal.can_redo()
+    with pytest.raises(RelabelError, match="nothing to redo"):
+        journal.redo()
+    journal.undo(5)
+    assert snapshot(dataset) == before
+    with pytest.raises(RelabelError, match="nothing to undo"):
+        journal.undo()
+
+
+def test_keep_marks_an_image_without_moving_it(dataset):
+    before = snapshot(dataset)
+    journal = RelabelJournal(dataset)
+    journal.keep("dog/2.png")
+    assert journal.kept_paths() == {"dog/2.png"}
+    assert snapshot(dataset) == before
+    assert not journal.can_undo()
+
+
+@pytest.mark.parametrize("path, target, message", [
+    ("../outside.png", "cat", "not a path inside"),
+    ("/etc/passwd", "cat", "not a path inside"),
+    ("cat/../../outside.png", "cat", "not a path inside"),
+    ("cat/missing.png", "dog", "not an image file"),
+    ("cat/0.png", "../escape", "not a class folder name"),
+    ("cat/0.png", "a/b", "not a class folder name"),
+    ("cat/0.png", ".hidden", "not a class folder name"),
+    ("cat/0.png", "_inbox", "reserved folder"),
+    ("cat/0.png", "cat", "already in cat/"),
+    (".imgclf/relabel.jsonl", "cat", "not an image in a class folder"),
+])
+def test_moves_that_would_leave_the_dataset_or_make_no_sense_are_refused(dataset, path, target, message):
+    (dataset.parent / "outside.png").write_bytes(png_bytes(99))
+    before = snapshot(dataset)
+    with pytest.raises(RelabelError, match=message):
+        RelabelJournal(dataset).move(path, target)
+    assert snapshot(dataset) == before
+    assert (dataset.parent / "outside.png").exists()
+
+
+def test_a_symlink_that_points_outside_is_refused(dataset):
+    (dataset.parent / "secret.png").write_bytes(png_bytes(7))
+    os.symlink(dataset.parent / "secret.png", dataset / "cat" / "link.png")
+    with pytest.raises(RelabelError):
+        RelabelJournal(dataset).move("cat/link.png", "dog")
+    assert (dataset / "cat" / "link.png").is_symlink()
+
+
+def test_undo_refuses_to_overwrite_a_file_that_took_the_old_place(dataset):
+    journal = RelabelJournal(dataset)
+    journal.move("cat/2.png", "dog")
+    write(dataset, "cat/2.png", b"a new file with the old name")
+    with pytest.raises(RelabelError, match="already exists"):
+        journal.undo()
+    assert (dataset / "cat/2.png").read_bytes() == b"a new file with the old name"
+    assert (dataset / "dog/2-2.png").exists()
+
+
+def _crash_after_journal_line(root, source: str, target: str) -> None:
+    """What a crash leaves when it hits after the journal line and before the move ended."""
+    entry = {"op": "move", "id": 1, "source": source, "target": target, "reason": "relabel", "of": None, "time": ""}
+    write(root, f"{JOURNAL_FOLDER}/{JOURNAL_NAME}", (json.dumps(entry) + "\n").encode())
+
+
+def test_a_crash_before_the_move_is_rolled_back_on_the_next_start(dataset):
+    before = snapshot(dataset)
+    _crash_after_journal_line(dataset, "cat/0.png", "dog/cat-0.png")
+    journal = RelabelJournal(dataset)
+    assert snapshot(dataset) == before
+    assert journal_lines(dataset)[-1] == {"op": "abort", "id": 1}
+    assert not journal.can_undo()
+
+
+def test_a_crash_between_link_and_unlink_is_completed_on_the_next_start(dataset):
+    before = snapshot(dataset)
+    _crash_after_journal_line(dataset, "cat/0.png", "dog/cat-0.png")
+    os.link(dataset / "cat/0.png", dataset / "dog/cat-0.png")  # the crash hit before the old name went
+    journal = RelabelJournal(dataset)
+    after = snapshot(dataset)
+    assert "cat/0.png" not in after and after["dog/cat-0.png"] == before["cat/0.png"]
+    assert journal_lines(dataset)[-1] == {"op": "done", "id": 1}
+    journal.undo()
+    assert snapshot(dataset) == before
+
+
+def test_a_journal_line_cut_short_by_a_crash_is_ignored(dataset):
+    journal = RelabelJournal(dataset)
+    journal.move("cat/0.png", "dog")
+    with open(dataset / JOURNAL_FOLDER / JOURNAL_NAME, "a") as handle:
+        handle.write('{"op": "move", "id": 2, "sour')
+    reopened = RelabelJournal(dataset)
+    reopened.move("cat/1.png", "dog")
+    assert [move.source for move, _ in reopened.relabel_moves()] == ["cat/1.png", "cat/0.png"]
+    reopened.undo(2)
+    assert (dataset / "cat/0.png").exists() and (dataset / "cat/1.png").exists()
+
+
+def test_the_scan_does_not_see_the_journal_or_quarantine_as_classes(dataset):
+    from imgclf_core.dataset import scan_dataset
+
+    RelabelJournal(dataset).move("cat/0.png", QUARANTINE)
+    index = scan_dataset(dataset)
+    assert index.class_names == ["cat", "dog"]
+    assert index.num_images == 5
+    assert not index.skipped  # the journal folder is ours, not a skipped file
