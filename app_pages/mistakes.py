@@ -18,15 +18,13 @@ from imgclf_core.images import ImageDecodeError, read_image_bytes
 from imgclf_core.mistakes import (
     cell_predictions, class_average_gradcam, explain_paths, largest_confusions, read_run_predictions, top_losses,
 )
-from imgclf_core.overlay import colorize_heatmap, overlay_heatmap
-from imgclf_core.predict import display_image
+from imgclf_core.overlay import colorize_heatmap, display_image, overlay_heatmap
 from imgclf_core.relabel import QUARANTINE, RelabelError, RelabelJournal
 
 GALLERY_COLUMNS = 4
 GALLERY_SIZE = 12
 TOP_LOSSES = 12
 AVERAGE_GRADCAM_IMAGES = 64
-NO_ACTION = "—"
 KEEP = "correct as is"
 
 
@@ -62,7 +60,7 @@ def average_gradcam(_predictor, model_key: str, paths: tuple[str, ...], class_in
 def apply_action(dataset_root: str, path: str, widget_key: str) -> None:
     """The gallery's relabel menu: move the image, quarantine it, or mark it correct; all journaled."""
     action = st.session_state[widget_key]
-    if action == NO_ACTION:
+    if action is None:
         return
     try:
         journal = RelabelJournal(dataset_root)
@@ -118,10 +116,9 @@ def _gallery_item(row: dict, path: str, explained: dict, folder: Path, class_nam
         st.caption("marked correct as is")
         return
     current_class = path.split("/")[0]
-    actions = [NO_ACTION, *[f"move to {name}" for name in class_names if name != current_class],
-               f"move to {QUARANTINE}", KEEP]
-    st.selectbox("Relabel", actions, key=widget_key, label_visibility="collapsed",
-                 on_change=apply_action, args=(str(folder), path, widget_key), help=path)
+    actions = [*[f"move to {name}" for name in class_names if name != current_class], f"move to {QUARANTINE}", KEEP]
+    st.selectbox("Relabel", actions, index=None, placeholder="Relabel…", key=widget_key, label_visibility="collapsed",
+                 on_change=apply_action, args=(str(folder), path, widget_key))
 
 
 def cell_ui(evaluation: dict, rows: list[dict], predictor, model_key: str, folder: Path, journal) -> None:

@@ -14,8 +14,7 @@ from imgclf_app.model_state import (
 )
 from imgclf_core import runs
 from imgclf_core.images import DEFAULT_MAX_BYTES, ImageDecodeError
-from imgclf_core.overlay import overlay_heatmap
-from imgclf_core.predict import display_image, top_k_labels
+from imgclf_core.overlay import display_image, overlay_heatmap
 
 COLORMAPS = ("jet", "turbo", "inferno", "viridis")
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
@@ -67,7 +66,7 @@ def classify(predictor, model_key: str, upload, top_k: int) -> dict:
     except ImageDecodeError as error:
         return {"name": name, "error": str(error)}
     return {"name": name, "file_id": upload.file_id, "data": data, "heatmap": heatmap,
-            "top_k": top_k_labels(probabilities, predictor.class_names, top_k)}
+            "top_k": predictor.top_k(probabilities, top_k)}
 
 
 def batch_table_ui(results: list[dict]) -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from imgclf_core.images import decode_image
+
+# Overlays are drawn on the original photo, shrunk to at most this many pixels on its long side.
+OVERLAY_MAX_SIDE = 512
+
 
 def overlay_heatmap(
     image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4, colormap: str = "jet"
@@ -27,6 +32,17 @@ def colorize_heatmap(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
         raise ValueError(f"unknown colormap {colormap!r}; try 'jet', 'viridis', 'inferno' or 'turbo'")
     rgba = colormaps[colormap](np.clip(heatmap, 0.0, 1.0), bytes=True)
     return np.ascontiguousarray(rgba[..., :3])
+
+
+def display_image(data: bytes) -> np.ndarray:
+    """The photo as RGB uint8 for an overlay, shrunk so its long side is at most OVERLAY_MAX_SIDE."""
+    image = decode_image(data, color_mode="rgb")
+    height, width = image.shape[:2]
+    scale = OVERLAY_MAX_SIDE / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

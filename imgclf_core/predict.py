@@ -22,13 +22,11 @@ from imgclf_core.fileio import atomic_write_with
 from imgclf_core.gradcam import GradCam
 from imgclf_core.images import ImageDecodeError, decode_image, read_image_bytes
 from imgclf_core.models import ModelError
-from imgclf_core.overlay import overlay_heatmap
+from imgclf_core.overlay import display_image, overlay_heatmap
 from imgclf_core.pipeline import decode_records
 
 ProgressCallback = Callable[[int, int], None]
 DEFAULT_BATCH_SIZE = 64
-# Overlays are drawn on the original photo, shrunk to at most this many pixels on its long side.
-OVERLAY_MAX_SIDE = 512
 IMAGENET_IMAGE_SIZE = 224
 
 
@@ -181,17 +179,6 @@ def predict_index(
     chunks = [np.asarray(predict(np.asarray(images[start:start + batch_size]))) for start in range(0, len(images), batch_size)]
     num_classes = int(model.outputs[0].shape[-1])
     return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
-
-
-def display_image(data: bytes) -> np.ndarray:
-    """The photo as RGB uint8 for an overlay, shrunk so its long side is at most OVERLAY_MAX_SIDE."""
-    image = decode_image(data, color_mode="rgb")
-    height, width = image.shape[:2]
-    scale = OVERLAY_MAX_SIDE / max(height, width)
-    if scale >= 1:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
 def write_gradcam_overlay(path: str | os.PathLike, image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> None:

@@ -68,7 +68,7 @@ def test_click_to_train_survives_a_reload_stops_resumes_and_finishes(tmp_path):
 
         page.reload()  # a reload is a new session: the page must find the running job by itself
         wait_for(lambda: metric_value(page, "State") == "running", "state running after the reload")
-        assert navigation_labels(page) == ["Home", "Dataset", "Train"]
+        assert navigation_labels(page) == ["Home", "Dataset", "Train", "Predict", "Mistakes"]
         assert "· running" in page.locator('[data-testid="stSidebar"]').inner_text()
         seen = epochs_done(page)
         wait_for(lambda: epochs_done(page) > seen, "the page to keep updating after the reload")
@@ -88,3 +88,79 @@ def test_click_to_train_survives_a_reload_stops_resumes_and_finishes(tmp_path):
         assert accuracy > 60, accuracy  # 10 classes: chance is 10%
         wait_until_drawn(page)
         page.screenshot(path=str(SCREENSHOTS / "train_finished.png"), full_page=True)
+
+
+def test_upload_a_photo_to_the_builtin_imagenet_model_and_see_a_cat_and_its_grad_cam(tmp_path):
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    from imgclf_core.efficientnet_lite import imagenet_class_names
+
+    photo = tmp_path / "chelsea.jpg"
+    Image.fromarray(skimage_data.chelsea()).save(photo, quality=92)
+    environment = {"IMGCLF_DATA_DIR": str(SAMPLE.relative_to(ROOT)), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
+    with streamlit_server(environment) as url, chromium_page(height=1400) as page:
+        page.goto(url + "predict")
+        page.get_by_text("Images to classify").first.wait_for(timeout=120_000)
+        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Images to classify")
+        uploader.locator('input[type="file"]').set_input_files(str(photo))
+        page.get_by_text("where the model looked for").first.wait_for(timeout=180_000)
+        wait_until_drawn(page, expect_images=True)
+        caption = page.get_by_text("where the model looked for").first.inner_text()
+        names = imagenet_class_names()
+        assert any(f"'{names[index]}'" in caption for index in range(281, 286)), caption  # the domestic cats
+        assert page.locator('[data-testid="stImage"] img').count() >= 2  # the photo and its overlay
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "predict.png"), full_page=True)
+
+
+def main_area(page):
+    """The page without the sidebar (whose folder box would show this test's temporary path)."""
+    return page.locator('[data-testid="stMain"]')
+
+
+def choose_option(page, select, option: str) -> None:
+    """Open a Streamlit selectbox and click one of its options."""
+    select.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_mistakes_relabel_undo_and_retrain_in_the_browser(tmp_path):
+    import shutil
+
+    from imgclf_core import runs
+    from imgclf_core.config import DataConfig, RunConfig, TrainingConfig
+    from imgclf_core.training import train_run
+
+    data = Path(shutil.copytree(SAMPLE, tmp_path / "fashion"))  # relabeling moves files: never the shipped ones
+    run_dir = tmp_path / "runs" / "20260101-000000-small_cnn"
+    run_dir.mkdir(parents=True)
+    runs.write_run_config(run_dir, RunConfig(
+        data_dir=str(data.resolve()), data=DataConfig(image_size=28, color_mode="grayscale"),
+        training=TrainingConfig(epochs=2),
+    ))
+    assert train_run(run_dir) == runs.FINISHED
+    files_before = sorted(str(path.relative_to(data)) for path in data.rglob("*.png"))
+    environment = {"IMGCLF_DATA_DIR": str(data), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
+    with streamlit_server(environment) as url, chromium_page(height=2400) as page:
+        page.goto(url + "mistakes")
+        page.get_by_text("Images behind a confusion-matrix cell").wait_for(timeout=120_000)
+        wait_until_drawn(page, expect_images=True)
+        menu = page.get_by_role("combobox", name="Relabel").first
+        choose_option(page, menu, "move to _quarantine")
+        page.get_by_text("Moved ").first.wait_for(timeout=60_000)
+        quarantined = list((data / "_quarantine").glob("*.png"))
+        assert len(quarantined) == 1
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        wait_until_drawn(page, expect_images=True)
+        main_area(page).screenshot(path=str(SCREENSHOTS / "mistakes.png"))
+
+        page.get_by_role("button", name="Undo last move").click()
+        page.get_by_text("Undid ").first.wait_for(timeout=60_000)
+        assert sorted(str(path.relative_to(data)) for path in data.rglob("*.png")) == files_before
+
+        page.get_by_role("button", name="Retrain with the same settings").click()
+        page.get_by_text(f"Compared with {run_dir.name}").wait_for(timeout=400_000)
+        assert metric_value(page, "Validation accuracy")
+        wait_until_drawn(page, expect_images=True)
+        main_area(page).screenshot(path=str(SCREENSHOTS / "mistakes_retrained.png"))
