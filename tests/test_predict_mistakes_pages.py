@@ -67,13 +67,15 @@ def test_predict_page_classifies_uploads_and_reports_a_corrupt_one(trained):
         ("ring.png", good, "image/png"),
         ("broken.png", b"this is not an image", "image/png"),
         ("photo.png", png_bytes(3, (40, 30)), "image/png"),
+        ("bomb.png", bomb_png(), "image/png"),
     ]).run()
     assert not app.exception, app.exception
     table = next(frame.value for frame in app.dataframe if "predicted" in frame.value.columns)
-    assert list(table["image"]) == ["ring.png", "broken.png", "photo.png"]
+    assert list(table["image"]) == ["ring.png", "broken.png", "photo.png", "bomb.png"]
     assert set(table["predicted"].dropna()) <= set(SHAPES) and table["predicted"].notna().sum() == 2
     assert "broken.png" in table[table["predicted"].isna()]["image"].tolist()
     assert any("broken.png" in error.value for error in app.error)
+    assert any("bomb.png" in error.value and "pixels" in error.value for error in app.error)
     overlays = [image for image in app.get("image") if image.captions and "where the model looked" in image.captions[0]]
     assert len(overlays) == 2
     assert len(app.get("vega_lite_chart")) == 2  # a top-k chart per good image
@@ -84,6 +86,17 @@ def test_predict_page_classifies_uploads_and_reports_a_corrupt_one(trained):
     app.selectbox(key="predict_class:" + _file_id(app, 0)).set_value(other).run()
     overlays = [image.captions[0] for image in app.get("image") if image.captions and "where the model" in image.captions[0]]
     assert overlays[0] == f"where the model looked for '{other}'"
+
+
+def bomb_png() -> bytes:
+    """A small file that would decode to 81 million pixels (a decompression bomb)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (9000, 9000)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _file_id(app, position: int) -> str:
