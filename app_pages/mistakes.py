@@ -167,25 +167,28 @@ def journal_ui(folder: Path, journal: RelabelJournal, run_dir: Path) -> None:
     else:
         st.caption(f"No moves yet. Every move is written to {folder.name}/.imgclf/relabel.jsonl first; "
                    "nothing is ever deleted.")
-    columns = st.columns(3)
-    if columns[0].button("Undo last move", key="mistakes_undo", disabled=not journal.can_undo()):
-        _journal_step(journal.undo, "Undid")
-    if columns[1].button("Redo", key="mistakes_redo", disabled=not journal.can_redo()):
-        _journal_step(journal.redo, "Redid")
-    if columns[2].button("Retrain with the same settings", key="mistakes_retrain", type="primary"):
+    columns = st.columns([1, 1, 1, 2])
+    count = columns[0].number_input("Moves", 1, max(len(moves), 1), 1, key="mistakes_undo_count",
+                                    label_visibility="collapsed", help="How many moves Undo and Redo walk")
+    if columns[1].button("Undo last move" if count == 1 else f"Undo last {count} moves", key="mistakes_undo",
+                         disabled=not journal.can_undo()):
+        _journal_step(journal.undo, int(count), "Undid")
+    if columns[2].button("Redo", key="mistakes_redo", disabled=not journal.can_redo()):
+        _journal_step(journal.redo, int(count), "Redid")
+    if columns[3].button("Retrain with the same settings", key="mistakes_retrain", type="primary"):
         if not refused_while_busy(runs.default_runs_root()):
             handle = runs.retrain_run(run_dir, runs.default_runs_root())
             st.session_state["run_dir"] = str(handle.run_dir)
             st.rerun()
 
 
-def _journal_step(step, verb: str) -> None:
+def _journal_step(step, count: int, verb: str) -> None:
     try:
-        made = step(1)
+        made = step(count)
     except RelabelError as error:
         st.error(str(error))
         return
-    st.session_state["mistakes_message"] = f"{verb} {made[0].source} → {made[0].target}."
+    st.session_state["mistakes_message"] = f"{verb} " + ", ".join(f"{move.source} → {move.target}" for move in made) + "."
     load_dataset_index.clear()
     st.rerun()
 
