@@ -81,7 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     fashion.set_defaults(handler=run_fashion_mnist)
     add_evaluate_parser(commands)
     add_predict_parser(commands)
+    add_audit_parser(commands)
     return parser
+
+
+def add_audit_parser(commands: argparse._SubParsersAction) -> None:
+    from imgclf_core.audit import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_FOLDS
+
+    audit = commands.add_parser(
+        "audit", help="rank likely label errors and group near-duplicates (offline ImageNet embeddings)",
+    )
+    audit.add_argument("data_dir", metavar="DATA_DIR")
+    audit.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    audit.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="cross-validation folds (default: %(default)s)")
+    audit.add_argument("--similarity", type=float, default=DEFAULT_DUPLICATE_SIMILARITY,
+                       help="embedding cosine similarity that makes two images near-duplicates (default: %(default)s)")
+    audit.add_argument("--top", type=int, default=20, help="suspects listed without --json (default: %(default)s)")
+    audit.set_defaults(handler=run_audit)
 
 
 def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
@@ -366,6 +382,31 @@ def print_predictions(results: list[dict]) -> None:
             print(f"  {entry['label']:<{width}}  {entry['probability']:.4f}")
         if item["gradcam"]:
             print(f"  grad-cam: {item['gradcam']}")
+
+
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from imgclf_core.audit import audit_dataset
+    from imgclf_core.dataset import scan_dataset
+
+    if args.folds < 2 or not 0.0 < args.similarity <= 1.0:
+        raise BadInput("--folds must be at least 2 and --similarity in (0, 1]")
+    index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
+    report = audit_dataset(index, folds=args.folds, duplicate_similarity=args.similarity,
+                           progress=StderrProgressBar("embed", min_total=0))
+    document = report.to_json_dict(path_prefix=args.data_dir)
+    if args.json:
+        json.dump(document, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(f"{args.data_dir}: {len(document['suspects'])} labelled images audited; most likely label errors:")
+    for item in document["suspects"][:args.top]:
+        print(f"  {item['score']:+.3f}  {item['path']}  labelled {item['given']}, looks like {item['suggested']}")
+    print(f"{len(document['near_duplicates'])} group(s) of near-duplicates:")
+    for group in document["near_duplicates"]:
+        print("  " + " ~ ".join(group))
+    return EXIT_OK
 
 
 if __name__ == "__main__":
