@@ -11,6 +11,8 @@ navigation = st.navigation(
         st.Page("app_pages/train.py", title="Train", icon=":material/monitoring:"),
         st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
         st.Page("app_pages/mistakes.py", title="Mistakes", icon=":material/troubleshoot:"),
+        st.Page("app_pages/label.py", title="Label", icon=":material/label:"),
+        st.Page("app_pages/audit.py", title="Audit", icon=":material/fact_check:"),
     ]
 )
 navigation.run()

@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from imgclf_app.charts import confusion_difference_chart
-from imgclf_app.dataset_state import current_run_dir, load_dataset_index, sidebar_ui
+from imgclf_app.dataset_state import current_run_dir, sidebar_ui
 from imgclf_app.model_state import model_file_stamp, predictor_or_report
+from imgclf_app.relabel_menu import relabel_menu_ui, relabel_messages_ui, undo_redo_ui
 from imgclf_app.views import evaluation_ui, refused_while_busy
 from imgclf_core import runs
 from imgclf_core.evaluation import confusion_matrix_difference
@@ -19,13 +20,12 @@ from imgclf_core.mistakes import (
     cell_predictions, class_average_gradcam, explain_paths, largest_confusions, read_run_predictions, top_losses,
 )
 from imgclf_core.overlay import colorize_heatmap, display_image, overlay_heatmap
-from imgclf_core.relabel import QUARANTINE, RelabelError, RelabelJournal
+from imgclf_core.relabel import RelabelJournal
 
 GALLERY_COLUMNS = 4
 GALLERY_SIZE = 12
 TOP_LOSSES = 12
 AVERAGE_GRADCAM_IMAGES = 64
-KEEP = "correct as is"
 
 
 def run_choice_ui(folder: Path) -> Path | None:
@@ -55,24 +55,6 @@ def explain_files(_predictor, model_key: str, paths: tuple[str, ...]) -> list[di
 @st.cache_data(max_entries=32, show_spinner="Averaging Grad-CAM over the class…")
 def average_gradcam(_predictor, model_key: str, paths: tuple[str, ...], class_index: int):
     return class_average_gradcam(_predictor, paths, class_index)
-
-
-def apply_action(dataset_root: str, path: str, widget_key: str) -> None:
-    """The gallery's relabel menu: move the image, quarantine it, or mark it correct; all journaled."""
-    action = st.session_state[widget_key]
-    if action is None:
-        return
-    try:
-        journal = RelabelJournal(dataset_root)
-        if action == KEEP:
-            journal.keep(path)
-            st.session_state["mistakes_message"] = f"Kept {path} as labelled."
-        else:
-            move = journal.move(path, action.removeprefix("move to "))
-            st.session_state["mistakes_message"] = f"Moved {move.source} → {move.target} (undo below)."
-    except RelabelError as error:
-        st.session_state["mistakes_error"] = str(error)
-    load_dataset_index.clear()
 
 
 def gallery_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal: RelabelJournal, key: str) -> None:
@@ -115,10 +97,7 @@ def _gallery_item(row: dict, path: str, explained: dict, folder: Path, class_nam
     if path in kept:
         st.caption("marked correct as is")
         return
-    current_class = path.split("/")[0]
-    actions = [*[f"move to {name}" for name in class_names if name != current_class], f"move to {QUARANTINE}", KEEP]
-    st.selectbox("Relabel", actions, index=None, placeholder="Relabel…", key=widget_key, label_visibility="collapsed",
-                 on_change=apply_action, args=(str(folder), path, widget_key))
+    relabel_menu_ui(folder, path, class_names, widget_key)
 
 
 def cell_ui(evaluation: dict, rows: list[dict], predictor, model_key: str, folder: Path, journal) -> None:
@@ -167,30 +146,12 @@ def journal_ui(folder: Path, journal: RelabelJournal, run_dir: Path) -> None:
     else:
         st.caption(f"No moves yet. Every move is written to {folder.name}/.imgclf/relabel.jsonl first; "
                    "nothing is ever deleted.")
-    columns = st.columns([1, 1, 1, 2])
-    count = columns[0].number_input("Moves", 1, max(len(moves), 1), 1, key="mistakes_undo_count",
-                                    label_visibility="collapsed", help="How many moves Undo and Redo walk")
-    if columns[1].button("Undo last move" if count == 1 else f"Undo last {count} moves", key="mistakes_undo",
-                         disabled=not journal.can_undo()):
-        _journal_step(journal.undo, int(count), "Undid")
-    if columns[2].button("Redo", key="mistakes_redo", disabled=not journal.can_redo()):
-        _journal_step(journal.redo, int(count), "Redid")
-    if columns[3].button("Retrain with the same settings", key="mistakes_retrain", type="primary"):
+    undo_redo_ui(journal, "mistakes")
+    if st.button("Retrain with the same settings", key="mistakes_retrain", type="primary"):
         if not refused_while_busy(runs.default_runs_root()):
             handle = runs.retrain_run(run_dir, runs.default_runs_root())
             st.session_state["run_dir"] = str(handle.run_dir)
             st.rerun()
-
-
-def _journal_step(step, count: int, verb: str) -> None:
-    try:
-        made = step(count)
-    except RelabelError as error:
-        st.error(str(error))
-        return
-    st.session_state["mistakes_message"] = f"{verb} " + ", ".join(f"{move.source} → {move.target}" for move in made) + "."
-    load_dataset_index.clear()
-    st.rerun()
 
 
 def comparison_ui(run_dir: Path, evaluation: dict) -> None:
@@ -226,13 +187,6 @@ def _rerun_when_done(run_dir: Path) -> None:
         st.rerun()
 
 
-def messages_ui() -> None:
-    if "mistakes_message" in st.session_state:
-        st.success(st.session_state.pop("mistakes_message"))
-    if "mistakes_error" in st.session_state:
-        st.error(st.session_state.pop("mistakes_error"))
-
-
 folder = sidebar_ui()
 st.title("Mistakes")
 if folder is not None:
@@ -248,7 +202,7 @@ if folder is not None:
         if predictor is not None:
             key = f"{run}:{model_file_stamp(str(run))}"
             relabel_journal = RelabelJournal(folder)
-            messages_ui()
+            relabel_messages_ui()
             comparison_ui(run, evaluation)
             evaluation_ui(evaluation)
             cell_ui(evaluation, predictions, predictor, key, folder, relabel_journal)

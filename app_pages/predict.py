@@ -13,11 +13,11 @@ from imgclf_app.model_state import (
     IMAGENET, IMAGENET_LABEL, explain_bytes, model_file_stamp, predictor_or_report, runs_with_models,
 )
 from imgclf_core import runs
-from imgclf_core.images import DEFAULT_MAX_BYTES, ImageDecodeError
+from imgclf_core.images import DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageDecodeError
 from imgclf_core.overlay import display_image, overlay_heatmap
 
 COLORMAPS = ("jet", "turbo", "inferno", "viridis")
-IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"]
+IMAGE_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]
 
 
 def model_choice_ui(folder: Path | None) -> str:

@@ -19,6 +19,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # Formats we decode (phone MPO files open through JPEG). Everything else is refused with a
 # reason, even when Pillow could read it.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+# File-name endings of those formats, for file pickers and inbox listings (decoding goes by content).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
 # 64 megapixels covers phone and DSLR photos; a bigger header is far more often a bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024

@@ -7,9 +7,10 @@ least one name. Opening the journal finishes what a crash interrupted: an operat
 already reached its target is completed, one whose file never left is rolled back.
 
 Journal lines (one JSON object each):
-  {"op": "move", "id", "source", "target", "reason": "relabel"|"undo"|"redo", "of": id|null, "time"}
+  {"op": "move", "id", "source", "target", "reason": "relabel"|"label"|"undo"|"redo", "of": id|null, "time"}
   {"op": "done", "id"}   {"op": "abort", "id"}   {"op": "keep", "path", "time"}
-Paths are relative to the dataset root, with "/" separators.
+Paths are relative to the dataset root, with "/" separators; the source of a "label" move from an
+inbox outside the dataset is an absolute path (where undo puts the image back).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
@@ -30,6 +32,8 @@ from imgclf_core.runs import now_iso
 JOURNAL_FOLDER = IMGCLF_FOLDER
 JOURNAL_NAME = "relabel.jsonl"
 QUARANTINE = "_quarantine"
+# Moves a person asked for (undo and redo are their mirror images): relabel in the dataset, label from an inbox.
+FORWARD_REASONS = ("relabel", "label")
 
 
 class RelabelError(ValueError):
@@ -43,7 +47,7 @@ class Move:
     id: int
     source: str
     target: str
-    reason: str  # "relabel", "undo" or "redo"
+    reason: str  # "relabel", "label", "undo" or "redo"
     of: int | None = None  # the relabel move an undo or redo acts on
     time: str = ""
 
@@ -88,6 +92,22 @@ class RelabelJournal:
             target = self._free_name(folder, PurePosixPath(source).name)
             return self._apply(replay, source, target, "relabel", None)
 
+    def label(self, inbox_file: str | os.PathLike, target_class: str) -> Move:
+        """File an unlabelled image (from an inbox folder, inside the dataset or beside it) into a class folder.
+
+        Undo puts it back where it was. The image keeps its name unless that name is taken there.
+        """
+        source_path = Path(inbox_file).absolute()
+        folder = _checked_class_name(target_class)
+        if not source_path.is_file() or source_path.is_symlink():
+            raise RelabelError(f"not an image file in the inbox: {inbox_file}")
+        inside = self.root in source_path.resolve().parents
+        source = str(source_path.resolve().relative_to(self.root).as_posix()) if inside else str(source_path)
+        with self._locked():
+            replay = self._replay()
+            target = self._free_name(folder, source_path.name)
+            return self._apply(replay, source, target, "label", None)
+
     def keep(self, relative_path: str) -> None:
         """Mark an image as correctly labelled as it is (no file changes)."""
         path = self._checked_relative(relative_path)
@@ -128,7 +148,7 @@ class RelabelJournal:
         """Every relabel move with whether it is currently undone, newest first."""
         replay = self._replay()
         undone = set(replay.redo_stack)
-        moves = [replay.moves[move_id] for move_id in replay.done if replay.moves[move_id].reason == "relabel"]
+        moves = [replay.moves[move_id] for move_id in replay.done if replay.moves[move_id].reason in FORWARD_REASONS]
         return [(move, move.id in undone) for move in reversed(moves)]
 
     def can_undo(self) -> bool:
@@ -175,10 +195,14 @@ class RelabelJournal:
         for move_id in replay.pending:
             move = replay.moves[move_id]
             source_path, target_path = self.root / move.source, self.root / move.target
-            if target_path.is_file() and source_path.is_file() and os.path.samefile(source_path, target_path):
-                source_path.unlink()  # the crash came between link and unlink: finish it
+            both = target_path.is_file() and source_path.is_file()
+            if both and (os.path.samefile(source_path, target_path) or _same_bytes(source_path, target_path)):
+                source_path.unlink()  # the crash came between link (or copy) and unlink: finish it
                 fsync_folder(source_path.parent)
                 self._append({"op": "done", "id": move_id})
+            elif both:
+                target_path.unlink()  # a copy to another disk cut short: our own partial file, the image is intact
+                self._append({"op": "abort", "id": move_id})
             elif target_path.is_file() and not source_path.exists():
                 self._append({"op": "done", "id": move_id})
             else:
@@ -272,7 +296,7 @@ def _checked_class_name(name: str) -> str:
 
 
 def _update_stacks(replay: _Replay, move: Move) -> None:
-    if move.reason == "relabel":
+    if move.reason in FORWARD_REASONS:
         replay.undo_stack.append(move.id)
         replay.redo_stack.clear()
     elif move.reason == "undo" and move.of in replay.undo_stack:
@@ -289,15 +313,41 @@ def _move_file(source: Path, target: Path) -> None:
     try:
         os.link(source, target)  # fails with EEXIST rather than replace a file
     except OSError as error:
-        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+        if error.errno == errno.EXDEV:
+            _copy_exclusively(source, target)  # an inbox on another disk: copy, make it durable, then unlink
+        elif error.errno in (errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+            if target.exists():
+                raise FileExistsError(errno.EEXIST, "target exists", str(target)) from error
+            os.rename(source, target)  # a filesystem without hard links: rename, checked just before
+            return _fsync_both(source, target)
+        else:
             raise
-        if target.exists():
-            raise FileExistsError(errno.EEXIST, "target exists", str(target)) from error
-        os.rename(source, target)  # a filesystem without hard links: rename, checked just before
-    else:
-        source.unlink()
+    source.unlink()
+    _fsync_both(source, target)
+
+
+def _copy_exclusively(source: Path, target: Path) -> None:
+    with open(source, "rb") as reader, open(target, "xb") as writer:
+        shutil.copyfileobj(reader, writer)
+        writer.flush()
+        os.fsync(writer.fileno())
+
+
+def _fsync_both(source: Path, target: Path) -> None:
     fsync_folder(target.parent)
     fsync_folder(source.parent)
+
+
+def _same_bytes(first: Path, second: Path) -> bool:
+    if first.stat().st_size != second.stat().st_size:
+        return False
+    with open(first, "rb") as one, open(second, "rb") as other:
+        while True:
+            block = one.read(1 << 20)
+            if block != other.read(1 << 20):
+                return False
+            if not block:
+                return True
 
 
 def _ends_with_newline(path: Path) -> bool:

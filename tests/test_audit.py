@@ -55,15 +55,16 @@ def planted(tmp_path_factory):
     """The planted dataset and its audit, computed once (with a private cache folder)."""
     root = tmp_path_factory.mktemp("audit") / "data"
     flipped, pairs = planted_dataset(root)
+    cache = tmp_path_factory.mktemp("audit-cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("IMGCLF_CACHE_DIR", str(tmp_path_factory.mktemp("audit-cache")))
+        patch.setenv("IMGCLF_CACHE_DIR", str(cache))
         report = audit.audit_dataset(scan_dataset(root))
-    return root, flipped, pairs, report
+    return root, flipped, pairs, report, cache
 
 
 @pytest.mark.slow
 def test_the_audit_ranks_planted_label_errors_near_the_top(planted):
-    root, flipped, _, report = planted
+    root, flipped, _, report, _ = planted
     top = {suspect.path for suspect in report.suspects[:len(report.suspects) // 10]}
     found = len(flipped & top) / len(flipped)
     assert found >= 0.7, f"only {found:.0%} of the flipped images are in the top 10% of suspects"
@@ -74,14 +75,14 @@ def test_the_audit_ranks_planted_label_errors_near_the_top(planted):
 
 @pytest.mark.slow
 def test_the_audit_groups_planted_near_duplicates_and_nothing_else(planted):
-    _, _, pairs, report = planted
+    _, _, pairs, report, _ = planted
     assert sorted(report.near_duplicates) == sorted(sorted(pair) for pair in pairs)
     assert report.map_2d.shape == (len(report.suspects), 2)
 
 
 @pytest.mark.slow
 def test_audit_cli_json_follows_the_contract_and_reuses_cached_embeddings(planted, tmp_path, monkeypatch):
-    root, flipped, _, report = planted
+    root, flipped, _, report, _ = planted
     result = subprocess.run([sys.executable, "-m", "imgclf_core.cli", "audit", str(root), "--json"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -140,3 +141,29 @@ def test_duplicate_group_notes():
     assert duplicate_group_notes(["a/1.png", "b/3.png"], labels, {"a/1.png"}) == [
         "across classes", "across train/validation"]
     assert duplicate_group_notes(["a/1.png", "a/2.png"], labels, set()) == []
+
+
+@pytest.mark.slow
+def test_audit_page_shows_suspects_duplicates_and_map_and_relabels_through_the_journal(planted, tmp_path, monkeypatch):
+    from test_pages import metrics, open_page
+
+    template, flipped, pairs, report, cache = planted
+    root = Path(shutil.copytree(template, tmp_path / "data"))  # the page moves files: work on a copy
+    monkeypatch.setenv("IMGCLF_CACHE_DIR", str(cache))  # the embeddings computed once for the module
+    app = open_page("app_pages/audit.py", root)
+    app.button(key="audit_run").click().run()
+    assert not app.exception, app.exception
+    shown = metrics(app)
+    assert shown["Images audited"] == str(len(report.suspects))
+    assert shown["Near-duplicate groups"] == str(len(pairs))
+    captions = [image.captions[0] for image in app.get("image") if image.captions and "looks like" in image.captions[0]]
+    assert len(captions) == 12
+    assert any(header.value == f"Near-duplicates ({len(pairs)} group(s))" for header in app.subheader)
+    assert len(app.get("vega_lite_chart")) == 1  # the map
+    top = report.suspects[0]
+    app.selectbox(key=f"audit:{top.path}").set_value(f"move to {top.suggested}").run()
+    assert not app.exception, app.exception
+    assert not (root / top.path).exists()
+    assert (root / top.suggested / Path(top.path).name).exists()
+    app.button(key="audit_undo").click().run()
+    assert (root / top.path).exists()

@@ -68,7 +68,7 @@ def test_click_to_train_survives_a_reload_stops_resumes_and_finishes(tmp_path):
 
         page.reload()  # a reload is a new session: the page must find the running job by itself
         wait_for(lambda: metric_value(page, "State") == "running", "state running after the reload")
-        assert navigation_labels(page) == ["Home", "Dataset", "Train", "Predict", "Mistakes"]
+        assert navigation_labels(page) == ["Home", "Dataset", "Train", "Predict", "Mistakes", "Label", "Audit"]
         assert "· running" in page.locator('[data-testid="stSidebar"]').inner_text()
         seen = epochs_done(page)
         wait_for(lambda: epochs_done(page) > seen, "the page to keep updating after the reload")

@@ -157,3 +157,34 @@ def test_mistakes_page_without_a_finished_run_says_what_to_do(tmp_path):
     data = shapes_tree(tmp_path / "data", per_class=3)
     app = open_page("app_pages/mistakes.py", data)
     assert any("No run of this dataset yet" in info.value for info in app.info)
+
+
+# ---------------------------------------------------------------- label page, with the model's help
+
+
+def test_label_page_accepts_the_models_suggestion_orders_the_inbox_and_bulk_accepts(trained):
+    from helpers import write
+
+    run_dir, data = trained
+    for shape in SHAPES:  # one real image of each shape, without its label, in the inbox
+        write(data, f"_inbox/unknown-{shape}.png", sorted((data / shape).glob("*.png"))[0].read_bytes())
+    app = open_page("app_pages/label.py", data)
+    assert any(text.value.startswith("**Model suggests:**") for text in app.markdown)
+    accept = app.button(key="label_accept")
+    suggested = accept.label.removeprefix("Accept: ")
+    assert suggested in SHAPES
+    first = sorted((data / "_inbox").iterdir())[0]
+    app.selectbox(key="label_order").set_value("uncertain").run()
+    accept = app.button(key="label_accept")
+    accept.click().run()
+    assert not app.exception, app.exception
+    filed = [path for path in (data / accept.label.removeprefix("Accept: ")).glob("unknown-*")]
+    assert len(filed) == 1 and metrics(app)["Left in the inbox"] == "2"
+    app.button(key="label_undo").click().run()
+    assert len(list((data / "_inbox").iterdir())) == 3 and first.exists()
+    app.slider(key="label_threshold").set_value(0.5).run()
+    bulk = app.button(key="label_bulk")
+    sure = int(bulk.label.removeprefix("Accept all "))
+    bulk.click().run()
+    assert not app.exception, app.exception
+    assert len(list((data / "_inbox").iterdir())) == 3 - sure

@@ -158,3 +158,31 @@ def test_the_scan_does_not_see_the_journal_or_quarantine_as_classes(dataset):
     assert index.class_names == ["cat", "dog"]
     assert index.num_images == 5
     assert not index.skipped  # the journal folder is ours, not a skipped file
+
+
+def test_labeling_from_an_inbox_beside_the_dataset_and_undo(dataset):
+    inbox = dataset.parent / "inbox"
+    write(inbox, "new.png", png_bytes(50))
+    write(inbox, "other.png", png_bytes(51))
+    journal = RelabelJournal(dataset)
+    move = journal.label(inbox / "new.png", "dog")
+    assert move.target == "dog/new.png" and (dataset / "dog/new.png").read_bytes() == png_bytes(50)
+    assert not (inbox / "new.png").exists()
+    journal.label(inbox / "other.png", "owl")  # a new class folder
+    assert (dataset / "owl/other.png").exists()
+    assert [move.reason for move, _ in journal.relabel_moves()] == ["label", "label"]
+    journal.undo(2)
+    assert (inbox / "new.png").read_bytes() == png_bytes(50) and (inbox / "other.png").exists()
+    assert not (dataset / "dog/new.png").exists()
+    with pytest.raises(RelabelError, match="not an image file in the inbox"):
+        journal.label(inbox / "missing.png", "dog")
+
+
+def test_a_copy_cut_short_by_a_crash_is_removed_and_the_image_kept(dataset):
+    entry = {"op": "move", "id": 1, "source": "cat/0.png", "target": "dog/cat-0.png", "reason": "relabel",
+             "of": None, "time": ""}
+    write(dataset, f"{JOURNAL_FOLDER}/{JOURNAL_NAME}", (json.dumps(entry) + "\n").encode())
+    write(dataset, "dog/cat-0.png", png_bytes(0)[:20])  # a partial copy (another disk)
+    RelabelJournal(dataset)
+    assert (dataset / "cat/0.png").read_bytes() == png_bytes(0)
+    assert not (dataset / "dog/cat-0.png").exists()

@@ -1,0 +1,173 @@
+"""Label: file the images of an inbox into class folders, one at a time or many at once, helped by the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from imgclf_app.dataset_state import current_run_dir, load_dataset_index, scan_or_report, sidebar_ui
+from imgclf_app.model_state import model_file_stamp, predictor_or_report
+from imgclf_app.relabel_menu import ERROR_KEY, MESSAGE_KEY, relabel_messages_ui, undo_redo_ui
+from imgclf_core.images import IMAGE_EXTENSIONS, ImageDecodeError, read_image_bytes
+from imgclf_core.labeling import ORDERS, default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes
+from imgclf_core.overlay import display_image
+from imgclf_core.relabel import QUARANTINE, RelabelError, RelabelJournal
+
+GRID_SIZE = 12
+GRID_COLUMNS = 6
+SUGGESTIONS = 3
+
+
+def inbox_ui(folder: Path) -> Path:
+    """The inbox folder (typed; default DATASET/_inbox or the sample's inbox) and uploads into it."""
+    inbox_key = f"label_inbox:{folder}"
+    st.session_state.setdefault(inbox_key, str(default_inbox(folder)))
+    inbox = Path(st.text_input("Inbox folder (images without a class)", key=inbox_key).strip()).expanduser()
+    uploads = st.file_uploader("Add images to the inbox", type=[ext.lstrip(".") for ext in IMAGE_EXTENSIONS],
+                               accept_multiple_files=True, key="label_upload")
+    saved = st.session_state.setdefault("label_saved_uploads", set())
+    for upload in uploads or []:
+        if upload.file_id not in saved:
+            try:
+                inbox.mkdir(parents=True, exist_ok=True)
+                save_into_inbox(inbox, upload.name, upload.getvalue())
+            except (ValueError, OSError) as error:
+                st.error(f"{upload.name}: {error}")
+            saved.add(upload.file_id)
+    return inbox
+
+
+@st.cache_data(max_entries=16, show_spinner="Asking the model about the inbox…")
+def inbox_suggestions(_predictor, model_key: str, paths: tuple[str, ...]) -> np.ndarray:
+    return suggest_classes(_predictor, paths)
+
+
+def assistant_predictor(folder: Path):
+    """The current run's model when it has one (finished, or stopped with a saved model), else None."""
+    run_dir = current_run_dir(folder)
+    if run_dir is None or not (run_dir / "model.keras").is_file():
+        return None, None
+    return predictor_or_report(str(run_dir)), f"{run_dir}:{model_file_stamp(str(run_dir))}"
+
+
+def file_image(folder: Path, path: Path, label: str) -> None:
+    """The click handler of every labeling button: one journaled move, then a message."""
+    try:
+        move = RelabelJournal(folder).label(path, label)
+        st.session_state[MESSAGE_KEY] = f"{path.name} → {move.target}"
+    except RelabelError as error:
+        st.session_state[ERROR_KEY] = str(error)
+    load_dataset_index.clear()
+
+
+def counters_ui(remaining: int, folder: Path, class_counts: dict[str, int]) -> None:
+    labelled = sum(1 for move, undone in RelabelJournal(folder).relabel_moves() if move.reason == "label" and not undone)
+    columns = st.columns(3)
+    columns[0].metric("Labelled from the inbox", labelled)
+    columns[1].metric("Left in the inbox", remaining)
+    columns[2].metric("Classes", len(class_counts))
+    st.caption(" · ".join(f"{name}: {count}" for name, count in class_counts.items()))
+
+
+def single_ui(folder: Path, path: Path, class_names: list[str], probabilities: np.ndarray | None, names: list[str]) -> None:
+    """One image, large, with the model's top suggestions and a button per class."""
+    left, right = st.columns([2, 3])
+    try:
+        left.image(display_image(read_image_bytes(path)), caption=path.name, width="stretch")
+    except ImageDecodeError as error:
+        left.warning(f"{path.name}: {error} (quarantine it, or skip)")
+    with right:
+        if probabilities is not None and not np.isnan(probabilities).any():
+            order = np.argsort(-probabilities)[:SUGGESTIONS]
+            st.markdown("**Model suggests:** " + " · ".join(f"{names[i]} {probabilities[i]:.0%}" for i in order))
+            top = names[order[0]]
+            st.button(f"Accept: {top}", type="primary", key="label_accept", on_click=file_image, args=(folder, path, top))
+        st.markdown("**Class**")
+        columns = st.columns(4)
+        for number, name in enumerate(class_names):
+            columns[number % 4].button(name, key=f"label_class:{name}", on_click=file_image, args=(folder, path, name),
+                                       width="stretch")
+        new_class = st.text_input("New class", key="label_new_class", placeholder="a new class name").strip()
+        columns = st.columns(3)
+        if columns[0].button("Add to new class", key="label_new", disabled=not new_class):
+            file_image(folder, path, new_class)
+            st.rerun()
+        if columns[1].button("Skip", key="label_skip"):
+            st.session_state.setdefault("label_skipped", []).append(str(path))
+            st.rerun()
+        columns[2].button("Quarantine", key="label_quarantine", on_click=file_image, args=(folder, path, QUARANTINE))
+
+
+def grid_ui(folder: Path, paths: list[Path], class_names: list[str]) -> None:
+    """Several thumbnails at once: tick some, give them all one class."""
+    shown = paths[:GRID_SIZE]
+    for start in range(0, len(shown), GRID_COLUMNS):
+        for column, path in zip(st.columns(GRID_COLUMNS), shown[start:start + GRID_COLUMNS]):
+            column.image(str(path), width="stretch")
+            column.checkbox(path.name, key=f"label_pick:{path}")
+    picked = [path for path in shown if st.session_state.get(f"label_pick:{path}")]
+    columns = st.columns([2, 1])
+    label = columns[0].selectbox("Class for the ticked images", class_names, key="label_grid_class")
+    if columns[1].button(f"Assign {len(picked)} image(s)", key="label_grid_assign", disabled=not picked):
+        for path in picked:
+            file_image(folder, path, label)
+            st.session_state.pop(f"label_pick:{path}", None)
+        st.rerun()
+
+
+def bulk_accept_ui(folder: Path, paths: list[Path], probabilities: np.ndarray, names: list[str]) -> None:
+    with st.expander("Accept many suggestions at once"):
+        threshold = st.slider("Accept the model's class when it is at least this sure", 0.5, 1.0, 0.95, 0.01,
+                              key="label_threshold")
+        sure = [(path, names[int(np.argmax(row))], float(np.max(row)))
+                for path, row in zip(paths, probabilities) if not np.isnan(row).any() and np.max(row) >= threshold]
+        st.caption(f"{len(sure)} image(s) at or above {threshold:.0%}; check the preview before accepting.")
+        for start in range(0, min(len(sure), 24), GRID_COLUMNS):
+            for column, (path, label, confidence) in zip(st.columns(GRID_COLUMNS), sure[start:start + GRID_COLUMNS]):
+                column.image(str(path), caption=f"{label} {confidence:.0%}", width="stretch")
+        if st.button(f"Accept all {len(sure)}", key="label_bulk", disabled=not sure):
+            progress = st.progress(0.0)
+            for done, (path, label, _) in enumerate(sure, start=1):
+                file_image(folder, path, label)
+                progress.progress(done / len(sure))
+            st.session_state[MESSAGE_KEY] = f"Filed {len(sure)} image(s) by the model's suggestion."
+            st.rerun()
+
+
+folder = sidebar_ui()
+st.title("Label")
+if folder is not None:
+    inbox = inbox_ui(folder)
+    dataset_index = scan_or_report(folder)
+    classes = list(dataset_index.class_names) if dataset_index is not None else []
+    files = inbox_images(inbox)
+    relabel_messages_ui()
+    counters_ui(len(files), folder, dict(dataset_index.class_counts) if dataset_index is not None else {})
+    if not files:
+        st.info(f"The inbox {inbox} has no images: add some above, or choose another folder.")
+    else:
+        predictor, model_key = assistant_predictor(folder)
+        suggestions, model_names = None, []
+        if predictor is not None:
+            suggestions = inbox_suggestions(predictor, model_key, tuple(map(str, files)))
+            model_names = predictor.class_names
+            order = st.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="label_order")
+        else:
+            st.caption("Train a model on the Train page and its suggestions appear here.")
+            order = "name"
+        ranked = inbox_order(suggestions, order) if suggestions is not None else list(range(len(files)))
+        skipped = set(st.session_state.get("label_skipped", []))
+        ranked.sort(key=lambda row: str(files[row]) in skipped)  # skipped images go to the back
+        ordered = [files[row] for row in ranked]
+        mode = st.radio("View", ["One at a time", "Grid"], horizontal=True, key="label_mode")
+        if mode == "One at a time":
+            first = ranked[0]
+            single_ui(folder, files[first], classes, suggestions[first] if suggestions is not None else None,
+                      model_names)
+        else:
+            grid_ui(folder, ordered, classes)
+        if suggestions is not None:
+            bulk_accept_ui(folder, ordered, suggestions[ranked], model_names)
+    undo_redo_ui(RelabelJournal(folder), "label")

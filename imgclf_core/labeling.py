@@ -1,0 +1,87 @@
+"""The labeling inbox: unlabelled images waiting for a class, ordered by what the model thinks of them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from imgclf_core.fileio import atomic_write_bytes
+from imgclf_core.images import IMAGE_EXTENSIONS, ImageDecodeError
+
+INBOX_FOLDER = "_inbox"
+
+ORDERS = {
+    "name": "file name",
+    "uncertain": "least sure first (lowest top-1 probability: active learning)",
+    "margin": "closest call first (smallest gap between the top two)",
+    "confident": "most sure first (for bulk acceptance)",
+}
+
+
+def default_inbox(dataset_dir: str | os.PathLike) -> Path:
+    """DATASET/_inbox if it exists, else an `inbox` folder beside the dataset (the shipped sample), else DATASET/_inbox."""
+    dataset = Path(dataset_dir)
+    inside, beside = dataset / INBOX_FOLDER, dataset.parent / "inbox"
+    if inside.is_dir():
+        return inside
+    return beside if beside.is_dir() else inside
+
+
+def inbox_images(inbox: str | os.PathLike) -> list[Path]:
+    """The image files directly in the inbox folder (by extension, hidden files skipped), sorted by name."""
+    folder = Path(inbox)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        entry for entry in folder.iterdir()
+        if entry.is_file() and not entry.is_symlink() and not entry.name.startswith(".")
+        and entry.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def save_into_inbox(inbox: str | os.PathLike, name: str, data: bytes) -> Path:
+    """Write an uploaded image into the inbox under its own name (numbered if taken), atomically."""
+    base = Path(name).name
+    stem, suffix = os.path.splitext(base)
+    if not stem or stem.startswith(".") or suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f"not an image file name: {name!r}")
+    target, number = Path(inbox) / base, 2
+    while target.exists():
+        target = Path(inbox) / f"{stem}-{number}{suffix}"
+        number += 1
+    atomic_write_bytes(target, data)
+    return target
+
+
+def suggest_classes(predictor, paths: Sequence[str | os.PathLike], batch_size: int = 64) -> np.ndarray:
+    """Probabilities (N, K) of the model for each inbox image; a row of NaN for a file that cannot be read."""
+    probabilities = np.full((len(paths), len(predictor.class_names)), np.nan, dtype=np.float32)
+    for start in range(0, len(paths), batch_size):
+        images, rows = [], []
+        for row, path in enumerate(paths[start:start + batch_size], start=start):
+            try:
+                images.append(predictor.load_image(path))
+                rows.append(row)
+            except (ImageDecodeError, OSError):
+                continue
+        if images:
+            probabilities[rows] = predictor.predict_arrays(np.stack(images))
+    return probabilities
+
+
+def inbox_order(probabilities: np.ndarray | None, order: str) -> list[int]:
+    """Row numbers in the chosen order; unreadable rows (NaN) last; "name" (or no model) keeps the given order."""
+    count = 0 if probabilities is None else len(probabilities)
+    if probabilities is None or order == "name":
+        return list(range(count))
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+    ranked = np.sort(np.nan_to_num(probabilities, nan=-1.0), axis=1)
+    top1 = ranked[:, -1]
+    margin = top1 - ranked[:, -2] if probabilities.shape[1] > 1 else top1
+    key = {"uncertain": top1, "margin": margin, "confident": -top1}[order]
+    unreadable = np.isnan(probabilities).any(axis=1)
+    return sorted(range(count), key=lambda row: (bool(unreadable[row]), float(key[row]), row))

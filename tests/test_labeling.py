@@ -1,0 +1,112 @@
+"""The labeling inbox (core) and the Label page (AppTest): journaled filing, undo, model suggestions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import SHAPES, png_bytes, shapes_tree, write
+from test_pages import metrics, open_page
+
+from imgclf_core.labeling import default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes
+from imgclf_core.relabel import QUARANTINE, RelabelJournal
+
+
+def test_default_inbox_prefers_the_dataset_inbox_then_one_beside_it(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    assert default_inbox(data) == data / "_inbox"
+    (tmp_path / "inbox").mkdir()
+    assert default_inbox(data) == tmp_path / "inbox"  # the shipped sample's layout
+    (data / "_inbox").mkdir()
+    assert default_inbox(data) == data / "_inbox"
+
+
+def test_inbox_lists_image_files_only_and_uploads_never_overwrite(tmp_path):
+    inbox = tmp_path / "inbox"
+    write(inbox, "b.png", png_bytes(1))
+    write(inbox, "a.JPG", b"bytes")
+    write(inbox, ".hidden.png", png_bytes(2))
+    write(inbox, "notes.txt", b"text")
+    write(inbox, "sub/c.png", png_bytes(3))
+    assert [path.name for path in inbox_images(inbox)] == ["a.JPG", "b.png"]
+    second = save_into_inbox(inbox, "b.png", png_bytes(4))
+    assert second.name == "b-2.png" and (inbox / "b.png").read_bytes() == png_bytes(1)
+    for bad in ("../evil.png", ".png", "notes.txt"):
+        if bad == "../evil.png":
+            assert save_into_inbox(inbox, bad, png_bytes(5)).parent == inbox  # the folder part is dropped
+        else:
+            with pytest.raises(ValueError):
+                save_into_inbox(inbox, bad, png_bytes(5))
+    assert inbox_images(tmp_path / "missing") == []
+
+
+def test_inbox_orders_by_uncertainty_margin_and_confidence():
+    probabilities = np.array([[0.5, 0.3, 0.2], [0.9, 0.05, 0.05], [0.4, 0.39, 0.21], [np.nan] * 3])
+    assert inbox_order(probabilities, "name") == [0, 1, 2, 3]
+    assert inbox_order(probabilities, "uncertain") == [2, 0, 1, 3]
+    assert inbox_order(probabilities, "margin") == [2, 0, 1, 3]
+    assert inbox_order(probabilities, "confident") == [1, 0, 2, 3]  # unreadable files last in every order
+    assert inbox_order(None, "uncertain") == []
+    with pytest.raises(ValueError, match="unknown order"):
+        inbox_order(probabilities, "random")
+
+
+@pytest.mark.slow
+def test_suggestions_are_probabilities_and_nan_for_an_unreadable_file(tmp_path):
+    from imgclf_core.config import ModelConfig
+    from imgclf_core.models import create_model
+    from imgclf_core.predict import Predictor
+
+    inbox = tmp_path / "inbox"
+    paths = [write(inbox, "a.png", png_bytes(1, (20, 20))), write(inbox, "b.png", b"broken")]
+    model = create_model(ModelConfig(name="small_cnn"), num_classes=3, image_size=16, channels=1)
+    suggestions = suggest_classes(Predictor(model, list(SHAPES), 16, "grayscale"), paths)
+    assert suggestions.shape == (2, 3)
+    assert np.isclose(suggestions[0].sum(), 1.0) and np.isnan(suggestions[1]).all()
+
+
+# ---------------------------------------------------------------- the Label page
+
+
+@pytest.fixture
+def dataset_with_inbox(tmp_path) -> Path:
+    data = shapes_tree(tmp_path / "data", per_class=4)
+    for number in range(3):
+        write(data, f"_inbox/new-{number}.png", png_bytes(number, (16, 16)))
+    return data
+
+
+def test_label_page_files_an_image_by_class_button_and_undo_puts_it_back(dataset_with_inbox):
+    data = dataset_with_inbox
+    app = open_page("app_pages/label.py", data)
+    assert metrics(app)["Left in the inbox"] == "3"
+    assert app.text_input(key=f"label_inbox:{data}").value == str(data / "_inbox")
+    app.button(key="label_class:ring").click().run()
+    assert not app.exception, app.exception
+    assert (data / "ring" / "new-0.png").read_bytes() == png_bytes(0, (16, 16))
+    assert metrics(app)["Left in the inbox"] == "2" and metrics(app)["Labelled from the inbox"] == "1"
+    app.button(key="label_skip").click().run()  # new-1 goes to the back: new-2 is shown
+    app.button(key="label_quarantine").click().run()
+    assert (data / QUARANTINE / "new-2.png").exists()
+    app.text_input(key="label_new_class").set_value("star").run()
+    app.button(key="label_new").click().run()
+    assert (data / "star" / "new-1.png").exists()
+    for _ in range(3):
+        app.button(key="label_undo").click().run()
+    assert sorted(path.name for path in (data / "_inbox").iterdir()) == ["new-0.png", "new-1.png", "new-2.png"]
+    assert not RelabelJournal(data).can_undo()
+
+
+def test_label_page_grid_assigns_one_class_to_the_ticked_images(dataset_with_inbox):
+    data = dataset_with_inbox
+    app = open_page("app_pages/label.py", data)
+    app.radio(key="label_mode").set_value("Grid").run()
+    app.checkbox(key=f"label_pick:{data / '_inbox' / 'new-0.png'}").check().run()
+    app.checkbox(key=f"label_pick:{data / '_inbox' / 'new-2.png'}").check().run()
+    app.selectbox(key="label_grid_class").set_value("cross").run()
+    app.button(key="label_grid_assign").click().run()
+    assert not app.exception, app.exception
+    assert sorted(path.name for path in (data / "cross").glob("new-*")) == ["new-0.png", "new-2.png"]
+    assert [path.name for path in (data / "_inbox").iterdir()] == ["new-1.png"]
