@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast bench bench-training bench-predict screenshots sample-data clean
+.PHONY: app test test-fast bench bench-training bench-predict bench-audit screenshots sample-data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,12 +25,15 @@ test-fast: $(STAMP)  ## skip tests marked slow
 bench: $(STAMP)  ## pipeline and scan benchmarks (needs the dataset-fashion-mnist Debian package)
 	$(BIN)/python bench/bench_pipeline.py
 
-bench-training: $(STAMP)  ## seeds' recipe vs ours to test accuracy on full Fashion-MNIST (~45 min)
+bench-training: $(STAMP)  ## seeds' recipe vs ours to test accuracy on full Fashion-MNIST (~80 min)
 	test -d /tmp/fmnist-tree/train || $(BIN)/imgclf fashion-mnist /tmp/fmnist-tree
-	$(BIN)/python bench/bench_training.py --epochs-seeds 12
+	$(BIN)/python bench/bench_training.py --epochs-seeds 36
 
 bench-predict: $(STAMP)  ## warm single-image predict + Grad-CAM latency vs the keras-io recipe
 	$(BIN)/python bench/bench_predict.py
+
+bench-audit: $(STAMP)  ## plant 5% label errors in a copy of the sample data; precision/recall of the audit
+	$(BIN)/python bench/bench_audit.py --json bench/out/bench_audit.json
 
 screenshots: $(STAMP)  ## README screenshots of the Home and Dataset pages (needs Debian's chromium)
 	$(BIN)/python scripts/screenshot_pages.py

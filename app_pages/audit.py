@@ -45,10 +45,12 @@ def suspects_ui(report, folder: Path, journal: RelabelJournal) -> None:
                "Score = probability of the best other class minus that of the given label.")
     count = st.slider("Show", 4, 48, 12, 4, key="audit_count")
     shown = report.suspects[:count]
+    located = journal.current_paths([suspect.path for suspect in shown])
+    kept = journal.kept_paths()
     for start in range(0, len(shown), GALLERY_COLUMNS):
-        for column, suspect in zip(st.columns(GALLERY_COLUMNS), shown[start:start + GALLERY_COLUMNS]):
+        columns = st.columns(GALLERY_COLUMNS)
+        for column, suspect, path in zip(columns, shown[start:start + GALLERY_COLUMNS], located[start:start + GALLERY_COLUMNS]):
             with column:
-                path = journal.current_path(suspect.path)
                 if not (folder / path).is_file():
                     st.caption(f"{suspect.path}: no longer there")
                     continue
@@ -56,7 +58,7 @@ def suspects_ui(report, folder: Path, journal: RelabelJournal) -> None:
                          caption=f"labelled {suspect.given} · looks like {suspect.suggested} · {suspect.score:+.2f}")
                 if path != suspect.path:
                     st.caption(f"moved to **{path}**")
-                elif path not in journal.kept_paths():
+                elif path not in kept:
                     relabel_menu_ui(folder, path, report.class_names, f"audit:{path}")
                 else:
                     st.caption("marked correct as is")

@@ -66,7 +66,7 @@ def gallery_ui(rows: list[dict], predictor, model_key: str, folder: Path, journa
     page = st.number_input(f"Page (of {pages})", 1, pages, key=f"{key}_page") if pages > 1 else 1
     shown = rows[(page - 1) * GALLERY_SIZE:page * GALLERY_SIZE]
     st.caption(f"{len(rows)} image(s); Grad-CAM shows where the model looked for the class it predicted.")
-    located = [journal.current_path(row["path"]) for row in shown]
+    located = journal.current_paths([row["path"] for row in shown])
     explained = explain_files(predictor, model_key, tuple(str(folder / path) for path in located))
     kept = journal.kept_paths()
     class_names = predictor.class_names
@@ -123,7 +123,7 @@ def top_losses_ui(rows: list[dict], predictor, model_key: str, folder: Path, jou
 def class_gradcam_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal) -> None:
     st.subheader("Average Grad-CAM of a class")
     label = st.selectbox("Class", predictor.class_names, key="mistakes_average_class")
-    paths = [journal.current_path(row["path"]) for row in rows if row["true"] == label][:AVERAGE_GRADCAM_IMAGES]
+    paths = journal.current_paths([row["path"] for row in rows if row["true"] == label][:AVERAGE_GRADCAM_IMAGES])
     paths = [str(folder / path) for path in paths if (folder / path).is_file()]
     if not paths:
         st.caption("No validation images of this class.")

@@ -23,7 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from imgclf_core.dataset import IMGCLF_FOLDER
 from imgclf_core.fileio import fsync_folder
@@ -73,8 +73,9 @@ class RelabelJournal:
         if not self.root.is_dir():
             raise RelabelError(f"dataset folder not found: {dataset_root}")
         self.path = self.root / JOURNAL_FOLDER / JOURNAL_NAME
-        with self._locked():
-            self._recover(self._replay())
+        if self.path.exists():  # looking at a dataset leaves no trace in it; only a first move creates the journal
+            with self._locked():
+                self._recover(self._replay())
 
     # ------------------------------------------------------------ public
 
@@ -163,13 +164,22 @@ class RelabelJournal:
 
     def current_path(self, relative_path: str) -> str:
         """Where an image that was at `relative_path` (e.g. in a run's predictions.csv) is now."""
+        return self.current_paths([relative_path])[0]
+
+    def current_paths(self, relative_paths: Sequence[str]) -> list[str]:
+        """`current_path` of many paths, reading the journal once."""
+        originals = [str(PurePosixPath(path)) for path in relative_paths]
+        at: dict[str, list[int]] = {}  # location -> positions of the images there now
+        for position, path in enumerate(originals):
+            at.setdefault(path, []).append(position)
+        locations = list(originals)
         replay = self._replay()
-        location = str(PurePosixPath(relative_path))
         for move_id in replay.done:
             move = replay.moves[move_id]
-            if move.source == location:
-                location = move.target
-        return location
+            for position in at.pop(move.source, []):
+                locations[position] = move.target
+                at.setdefault(move.target, []).append(position)
+        return locations
 
     # ------------------------------------------------------------ applying a move
 

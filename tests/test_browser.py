@@ -125,14 +125,18 @@ def choose_option(page, select, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def test_mistakes_relabel_undo_and_retrain_in_the_browser(tmp_path):
+@pytest.fixture
+def trained_sample(tmp_path) -> tuple[Path, Path]:
+    """(dataset, run folder): a copy of the sample data (with its inbox beside it) and a small_cnn
+    trained on it for 2 epochs. A copy, because relabeling and labeling move files."""
     import shutil
 
     from imgclf_core import runs
     from imgclf_core.config import DataConfig, RunConfig, TrainingConfig
     from imgclf_core.training import train_run
 
-    data = Path(shutil.copytree(SAMPLE, tmp_path / "fashion"))  # relabeling moves files: never the shipped ones
+    data = Path(shutil.copytree(SAMPLE, tmp_path / "fashion"))
+    shutil.copytree(SAMPLE.parent / "inbox", tmp_path / "inbox")
     run_dir = tmp_path / "runs" / "20260101-000000-small_cnn"
     run_dir.mkdir(parents=True)
     runs.write_run_config(run_dir, RunConfig(
@@ -140,6 +144,11 @@ def test_mistakes_relabel_undo_and_retrain_in_the_browser(tmp_path):
         training=TrainingConfig(epochs=2),
     ))
     assert train_run(run_dir) == runs.FINISHED
+    return data, run_dir
+
+
+def test_mistakes_relabel_undo_and_retrain_in_the_browser(trained_sample, tmp_path):
+    data, run_dir = trained_sample
     files_before = sorted(str(path.relative_to(data)) for path in data.rglob("*.png"))
     environment = {"IMGCLF_DATA_DIR": str(data), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
     with streamlit_server(environment) as url, chromium_page(height=2400) as page:
@@ -164,3 +173,51 @@ def test_mistakes_relabel_undo_and_retrain_in_the_browser(tmp_path):
         assert metric_value(page, "Validation accuracy")
         wait_until_drawn(page, expect_images=True)
         main_area(page).screenshot(path=str(SCREENSHOTS / "mistakes_retrained.png"))
+
+
+def test_label_inbox_images_by_accepting_suggestions_in_the_browser(trained_sample, tmp_path):
+    import csv
+
+    data, _ = trained_sample
+    inbox = tmp_path / "inbox"
+    answers = {row["file"]: row["label"] for row in csv.DictReader(open(SAMPLE.parent / "inbox_answers.csv"))}
+    before = len(list(inbox.iterdir()))
+    environment = {"IMGCLF_DATA_DIR": str(data), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
+    accepted = 10
+    with streamlit_server(environment) as url, chromium_page(height=1600) as page:
+        page.goto(url + "label")
+        page.get_by_text("Model suggests:").wait_for(timeout=120_000)
+        for number in range(accepted):
+            button = page.get_by_role("button", name="Accept:")
+            button.wait_for(timeout=60_000)
+            shown = page.locator('[data-testid="stMetric"]').filter(has_text="Left in the inbox").inner_text()
+            button.click()
+            wait_for(lambda: page.locator('[data-testid="stMetric"]').filter(has_text="Left in the inbox").inner_text()
+                     != shown, f"acceptance {number + 1} to be filed")
+        wait_until_drawn(page, expect_images=True)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        main_area(page).screenshot(path=str(SCREENSHOTS / "label.png"))
+    filed = [(path.parent.name, path.name) for path in data.rglob("test_*.png")]
+    assert len(filed) == accepted and len(list(inbox.iterdir())) == before - accepted
+    right = sum(answers.get(name) == label for label, name in filed)
+    assert right >= accepted // 2, f"only {right} of {accepted} suggestions were right: {filed}"
+
+
+def test_audit_page_in_the_browser(tmp_path):
+    import shutil
+
+    data = tmp_path / "fashion"
+    for folder in sorted(SAMPLE.iterdir()):
+        (data / folder.name).mkdir(parents=True)
+        for image in sorted(folder.glob("*.png"))[:30]:
+            shutil.copy(image, data / folder.name / image.name)
+    (data / "bag" / "mislabelled.png").write_bytes(next((SAMPLE / "trouser").glob("*.png")).read_bytes())
+    environment = {"IMGCLF_DATA_DIR": str(data), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
+    with streamlit_server(environment) as url, chromium_page(height=2400) as page:
+        page.goto(url + "audit")
+        page.get_by_role("button", name="Run the audit").click()
+        page.get_by_text("Labels most likely wrong").wait_for(timeout=300_000)
+        wait_until_drawn(page, expect_images=True)
+        first = page.get_by_text("labelled ").first.inner_text()
+        assert "labelled bag · looks like trouser" in page.locator('[data-testid="stMain"]').inner_text(), first
+        main_area(page).screenshot(path=str(SCREENSHOTS / "audit.png"))

@@ -66,6 +66,7 @@ def test_move_undo_redo_restore_the_files_exactly(dataset):
 def test_keep_marks_an_image_without_moving_it(dataset):
     before = snapshot(dataset)
     journal = RelabelJournal(dataset)
+    assert not journal.can_undo() and not (dataset / JOURNAL_FOLDER).exists()  # reading leaves no trace
     journal.keep("dog/2.png")
     assert journal.kept_paths() == {"dog/2.png"}
     assert snapshot(dataset) == before
@@ -186,3 +187,13 @@ def test_a_copy_cut_short_by_a_crash_is_removed_and_the_image_kept(dataset):
     RelabelJournal(dataset)
     assert (dataset / "cat/0.png").read_bytes() == png_bytes(0)
     assert not (dataset / "dog/cat-0.png").exists()
+
+
+def test_current_paths_follow_chains_of_moves_and_undos(dataset):
+    journal = RelabelJournal(dataset)
+    journal.move("cat/0.png", "dog")  # -> dog/0-2.png
+    journal.move("dog/0-2.png", QUARANTINE)  # the same image again
+    journal.move("cat/1.png", "dog")
+    journal.undo()  # cat/1.png is back
+    assert journal.current_paths(["cat/0.png", "cat/1.png", "cat/2.png", "dog/0.png"]) == [
+        f"{QUARANTINE}/0-2.png", "cat/1.png", "cat/2.png", "dog/0.png"]
