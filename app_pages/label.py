@@ -18,6 +18,7 @@ from imgclf_core.relabel import QUARANTINE, RelabelError, RelabelJournal
 GRID_SIZE = 12
 GRID_COLUMNS = 6
 SUGGESTIONS = 3
+CLASS_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")  # keyboard shortcuts of the class buttons
 
 
 def inbox_ui(folder: Path) -> Path:
@@ -83,21 +84,23 @@ def single_ui(folder: Path, path: Path, class_names: list[str], probabilities: n
             order = np.argsort(-probabilities)[:SUGGESTIONS]
             st.markdown("**Model suggests:** " + " · ".join(f"{names[i]} {probabilities[i]:.0%}" for i in order))
             top = names[order[0]]
-            st.button(f"Accept: {top}", type="primary", key="label_accept", on_click=file_image, args=(folder, path, top))
-        st.markdown("**Class**")
+            st.button(f"Accept: {top}", type="primary", key="label_accept", on_click=file_image, args=(folder, path, top),
+                      shortcut="A")
+        st.markdown("**Class** (keys 1-9 and 0 pick the first ten)")
         columns = st.columns(4)
         for number, name in enumerate(class_names):
             columns[number % 4].button(name, key=f"label_class:{name}", on_click=file_image, args=(folder, path, name),
-                                       width="stretch")
+                                       width="stretch", shortcut=CLASS_KEYS[number] if number < len(CLASS_KEYS) else None)
         new_class = st.text_input("New class", key="label_new_class", placeholder="a new class name").strip()
         columns = st.columns(3)
         if columns[0].button("Add to new class", key="label_new", disabled=not new_class):
             file_image(folder, path, new_class)
             st.rerun()
-        if columns[1].button("Skip", key="label_skip"):
+        if columns[1].button("Skip", key="label_skip", shortcut="S"):
             st.session_state.setdefault("label_skipped", []).append(str(path))
             st.rerun()
-        columns[2].button("Quarantine", key="label_quarantine", on_click=file_image, args=(folder, path, QUARANTINE))
+        columns[2].button("Quarantine", key="label_quarantine", on_click=file_image, args=(folder, path, QUARANTINE),
+                          shortcut="Q")
 
 
 def grid_ui(folder: Path, paths: list[Path], class_names: list[str]) -> None:

@@ -48,15 +48,15 @@ def relabel_messages_ui() -> None:
 
 
 def undo_redo_ui(journal: RelabelJournal, key: str) -> None:
-    """Undo / Redo of the journal's last N moves (N picked beside the buttons)."""
+    """Undo / Redo of the journal's last N moves (N picked beside the buttons); keys U and Y."""
     moves = journal.relabel_moves()
     columns = st.columns([1, 1, 1])
     count = int(columns[0].number_input("Moves", 1, max(len(moves), 1), 1, key=f"{key}_undo_count",
                                         label_visibility="collapsed", help="How many moves Undo and Redo walk"))
     if columns[1].button("Undo last move" if count == 1 else f"Undo last {count} moves", key=f"{key}_undo",
-                         disabled=not journal.can_undo()):
+                         disabled=not journal.can_undo(), shortcut="U"):
         _journal_step(journal.undo, count, "Undid")
-    if columns[2].button("Redo", key=f"{key}_redo", disabled=not journal.can_redo()):
+    if columns[2].button("Redo", key=f"{key}_redo", disabled=not journal.can_redo(), shortcut="Y"):
         _journal_step(journal.redo, count, "Redid")
 
 
