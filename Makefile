@@ -27,7 +27,7 @@ bench: $(STAMP)  ## pipeline and scan benchmarks (needs the dataset-fashion-mnis
 
 bench-training: $(STAMP)  ## seeds' recipe vs ours to test accuracy on full Fashion-MNIST (~80 min)
 	test -d /tmp/fmnist-tree/train || $(BIN)/imgclf fashion-mnist /tmp/fmnist-tree
-	$(BIN)/python bench/bench_training.py --epochs-seeds 36
+	$(BIN)/python bench/bench_training.py --json bench/out/bench_training.json
 
 bench-predict: $(STAMP)  ## warm single-image predict + Grad-CAM latency vs the keras-io recipe
 	$(BIN)/python bench/bench_predict.py

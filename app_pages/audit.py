@@ -16,27 +16,31 @@ from imgclf_core.relabel import RelabelJournal
 from imgclf_core.split import split_by_content_hash
 
 GALLERY_COLUMNS = 4
+DUPLICATE_COLUMNS = 6
 MAP_HIGHLIGHT = 0.2  # a suspect score above this is drawn as a misfit on the map
 
 
 def audit_ui(index: DatasetIndex, folder: Path):
     """Run the audit on a click (embedding every image once takes a while); keep the report for this dataset."""
+    """Returns (report, the index it audited) or (None, None); the page draws from the audited index,
+    so relabeling (which changes the current index) never mismatches the report."""
     signature = (str(folder), hash(tuple((record.path, record.sha256) for record in index.records)))
     stored = st.session_state.get("audit_report")
-    if stored is not None and stored[0] == signature:
-        return stored[1]
-    if stored is not None and stored[0][0] == str(folder):
+    same_folder = stored is not None and stored[0][0] == str(folder)
+    if same_folder and stored[0] == signature:
+        return stored[1], stored[2]
+    if same_folder:
         st.info("The dataset changed since the last audit (relabelled or new files): run it again to update.")
     if not st.button("Run the audit", type="primary", key="audit_run"):
-        return stored[1] if stored is not None and stored[0][0] == str(folder) else None
+        return (stored[1], stored[2]) if same_folder else (None, None)
     from imgclf_core.audit import audit_dataset
 
     bar = st.progress(0.0, text="Embedding the images with the offline ImageNet backbone…")
     report = audit_dataset(index, progress=lambda done, total: bar.progress(done / max(total, 1),
                                                                              text=f"Embedding images: {done}/{total}"))
     bar.empty()
-    st.session_state["audit_report"] = (signature, report)
-    return report
+    st.session_state["audit_report"] = (signature, report, index)
+    return report, index
 
 
 def suspects_ui(report, folder: Path, journal: RelabelJournal) -> None:
@@ -78,8 +82,7 @@ def duplicates_ui(report, index: DatasetIndex, folder: Path) -> None:
     for group in report.near_duplicates[:20]:
         notes = duplicate_group_notes(group, labels, validation_paths)
         st.markdown(f"**{len(group)} images**" + (f" · :red[{', '.join(notes)}]" if notes else ""))
-        columns = st.columns(min(len(group), 6))
-        for column, path in zip(columns, group):
+        for column, path in zip(st.columns(DUPLICATE_COLUMNS), group[:DUPLICATE_COLUMNS]):
             if (folder / path).is_file():
                 column.image(str(folder / path), caption=path, width="stretch")
 
@@ -120,7 +123,7 @@ if folder is not None:
     if dataset_index is not None and len(dataset_index.class_names) < 2:
         st.info("The audit needs at least two classes with images.")
     elif dataset_index is not None:
-        audit_report = audit_ui(dataset_index, folder)
+        audit_report, audited_index = audit_ui(dataset_index, folder)
         if audit_report is not None:
             relabel_journal = RelabelJournal(folder)
             relabel_messages_ui()
@@ -130,5 +133,5 @@ if folder is not None:
             columns[2].metric("Near-duplicate groups", len(audit_report.near_duplicates))
             suspects_ui(audit_report, folder, relabel_journal)
             undo_redo_ui(relabel_journal, "audit")
-            duplicates_ui(audit_report, dataset_index, folder)
-            map_ui(audit_report, dataset_index, folder)
+            duplicates_ui(audit_report, audited_index, folder)
+            map_ui(audit_report, audited_index, folder)

@@ -122,7 +122,7 @@ def grid_ui(folder: Path, paths: list[Path], class_names: list[str]) -> None:
 
 def bulk_accept_ui(folder: Path, paths: list[Path], probabilities: np.ndarray, names: list[str]) -> None:
     with st.expander("Accept many suggestions at once"):
-        threshold = st.slider("Accept the model's class when it is at least this sure", 0.5, 1.0, 0.95, 0.01,
+        threshold = st.slider("Accept the model's class when it is at least this sure", 0.0, 1.0, 0.95, 0.01,
                               key="label_threshold")
         sure = [(path, names[int(np.argmax(row))], float(np.max(row)))
                 for path, row in zip(paths, probabilities) if not np.isnan(row).any() and np.max(row) >= threshold]

@@ -97,6 +97,17 @@ def wait_until_drawn(page, timeout_s: float = 60, expect_images: bool = False) -
     time.sleep(1.0)  # chart transitions settle
 
 
+def wait_until_idle(page, timeout_s: float = 120) -> None:
+    """Wait until no script run is in progress (a click during a rerun can land on a stale widget)."""
+    page.wait_for_function(
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            return app && app.getAttribute('data-test-script-state') === 'notRunning';
+        }""",
+        timeout=timeout_s * 1000,
+    )
+
+
 def metric_value(page, label: str) -> str | None:
     """The value shown by the st.metric labelled `label`, or None if it is not on the page."""
     return page.evaluate(

@@ -12,7 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from streamlit_browser import CHROMIUM, chromium_page, metric_value, streamlit_server, wait_until_drawn  # noqa: E402
+from streamlit_browser import (  # noqa: E402
+    CHROMIUM, chromium_page, metric_value, streamlit_server, wait_until_drawn, wait_until_idle,
+)
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 SAMPLE = ROOT / "sample_data" / "fashion_mnist"
@@ -60,7 +62,7 @@ def test_click_to_train_survives_a_reload_stops_resumes_and_finishes(tmp_path):
     with streamlit_server(environment) as url, chromium_page() as page:
         page.goto(url + "train")
         epochs_input = page.get_by_role("spinbutton", name="Epochs", exact=True)
-        epochs_input.fill("40")
+        epochs_input.fill("15")
         epochs_input.press("Enter")
         page.get_by_role("button", name="Start training").click()
         wait_for(lambda: metric_value(page, "State") == "running", "state running")
@@ -125,25 +127,42 @@ def choose_option(page, select, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-@pytest.fixture
-def trained_sample(tmp_path) -> tuple[Path, Path]:
-    """(dataset, run folder): a copy of the sample data (with its inbox beside it) and a small_cnn
-    trained on it for 2 epochs. A copy, because relabeling and labeling move files."""
+@pytest.fixture(scope="module")
+def trained_template(tmp_path_factory) -> tuple[Path, Path]:
+    """A copy of the sample data (with its inbox beside it) and a small_cnn trained on it for 2 epochs, once."""
     import shutil
 
     from imgclf_core import runs
     from imgclf_core.config import DataConfig, RunConfig, TrainingConfig
     from imgclf_core.training import train_run
 
-    data = Path(shutil.copytree(SAMPLE, tmp_path / "fashion"))
-    shutil.copytree(SAMPLE.parent / "inbox", tmp_path / "inbox")
-    run_dir = tmp_path / "runs" / "20260101-000000-small_cnn"
+    base = tmp_path_factory.mktemp("trained")
+    data = Path(shutil.copytree(SAMPLE, base / "fashion"))
+    run_dir = base / "runs" / "20260101-000000-small_cnn"
     run_dir.mkdir(parents=True)
     runs.write_run_config(run_dir, RunConfig(
         data_dir=str(data.resolve()), data=DataConfig(image_size=28, color_mode="grayscale"),
         training=TrainingConfig(epochs=2),
     ))
-    assert train_run(run_dir) == runs.FINISHED
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("IMGCLF_CACHE_DIR", str(base / "cache"))
+        assert train_run(run_dir) == runs.FINISHED
+    return data, run_dir
+
+
+@pytest.fixture
+def trained_sample(trained_template, tmp_path) -> tuple[Path, Path]:
+    """This test's own copy of the trained template (relabeling and labeling move files), inbox beside it."""
+    import json
+    import shutil
+
+    template_data, template_run = trained_template
+    data = Path(shutil.copytree(template_data, tmp_path / "fashion"))
+    shutil.copytree(SAMPLE.parent / "inbox", tmp_path / "inbox")
+    run_dir = Path(shutil.copytree(template_run, tmp_path / "runs" / template_run.name))
+    document = json.loads((run_dir / "config.json").read_text())
+    document["run"]["data_dir"] = str(data.resolve())
+    (run_dir / "config.json").write_text(json.dumps(document))
     return data, run_dir
 
 
@@ -188,15 +207,15 @@ def test_label_inbox_images_by_accepting_suggestions_in_the_browser(trained_samp
         page.goto(url + "label")
         page.get_by_text("Model suggests:").wait_for(timeout=120_000)
         for number in range(accepted):
-            button = page.get_by_role("button", name="Accept:")
-            button.wait_for(timeout=60_000)
-            shown = page.locator('[data-testid="stMetric"]').filter(has_text="Left in the inbox").inner_text()
-            button.click()
-            wait_for(lambda: page.locator('[data-testid="stMetric"]').filter(has_text="Left in the inbox").inner_text()
-                     != shown, f"acceptance {number + 1} to be filed")
+            wait_until_idle(page)
+            left = metric_value(page, "Left in the inbox")
+            page.get_by_role("button", name="Accept:").click()
+            wait_for(lambda: metric_value(page, "Left in the inbox") not in (None, left),
+                     f"acceptance {number + 1} to be filed")
         wait_until_drawn(page, expect_images=True)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        main_area(page).screenshot(path=str(SCREENSHOTS / "label.png"))
+        inbox_box = page.get_by_role("textbox", name="Inbox folder (images without a class)")
+        main_area(page).screenshot(path=str(SCREENSHOTS / "label.png"), mask=[inbox_box])  # a temporary path
     filed = [(path.parent.name, path.name) for path in data.rglob("test_*.png")]
     assert len(filed) == accepted and len(list(inbox.iterdir())) == before - accepted
     right = sum(answers.get(name) == label for label, name in filed)
@@ -209,7 +228,7 @@ def test_audit_page_in_the_browser(tmp_path):
     data = tmp_path / "fashion"
     for folder in sorted(SAMPLE.iterdir()):
         (data / folder.name).mkdir(parents=True)
-        for image in sorted(folder.glob("*.png"))[:30]:
+        for image in sorted(folder.glob("*.png"))[:12]:
             shutil.copy(image, data / folder.name / image.name)
     (data / "bag" / "mislabelled.png").write_bytes(next((SAMPLE / "trouser").glob("*.png")).read_bytes())
     environment = {"IMGCLF_DATA_DIR": str(data), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
