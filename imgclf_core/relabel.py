@@ -119,30 +119,25 @@ class RelabelJournal:
 
     def undo(self, count: int = 1) -> list[Move]:
         """Put back the last `count` relabel moves (newest first); returns the undo moves made."""
-        made = []
-        with self._locked():
-            for _ in range(count):
-                replay = self._replay()
-                if not replay.undo_stack:
-                    break
-                original = replay.moves[replay.undo_stack[-1]]
-                made.append(self._apply(replay, original.target, original.source, "undo", original.id))
-        if count and not made:
-            raise RelabelError("nothing to undo")
-        return made
+        return self._walk(count, "undo")
 
     def redo(self, count: int = 1) -> list[Move]:
         """Make again the last `count` undone relabel moves; returns the moves made."""
+        return self._walk(count, "redo")
+
+    def _walk(self, count: int, direction: str) -> list[Move]:
         made = []
         with self._locked():
             for _ in range(count):
                 replay = self._replay()
-                if not replay.redo_stack:
+                stack = replay.undo_stack if direction == "undo" else replay.redo_stack
+                if not stack:
                     break
-                original = replay.moves[replay.redo_stack[-1]]
-                made.append(self._apply(replay, original.source, original.target, "redo", original.id))
+                original = replay.moves[stack[-1]]
+                source, target = (original.target, original.source) if direction == "undo" else (original.source, original.target)
+                made.append(self._apply(replay, source, target, direction, original.id))
         if count and not made:
-            raise RelabelError("nothing to redo")
+            raise RelabelError(f"nothing to {direction}")
         return made
 
     def relabel_moves(self) -> list[tuple[Move, bool]]:

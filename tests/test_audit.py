@@ -13,11 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf_core import audit
-from imgclf_core.audit import (
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from bench_audit import copy_with_flipped_labels  # noqa: E402  (the benchmark plants errors the same way)
+
+from imgclf_core import audit  # noqa: E402
+from imgclf_core.audit import (  # noqa: E402
     duplicate_group_notes, out_of_fold_probabilities, rank_suspects, stratified_folds,
 )
-from imgclf_core.dataset import ImageRecord, scan_dataset
+from imgclf_core.dataset import ImageRecord, scan_dataset  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "fashion_mnist"
 PER_CLASS = 30
@@ -29,19 +33,8 @@ def planted_dataset(root: Path, seed: int = 7) -> tuple[set[str], list[tuple[str
 
     Returns (flipped paths, near-duplicate pairs), relative to root.
     """
-    classes = sorted(folder.name for folder in SAMPLE.iterdir() if folder.is_dir())
-    for label in classes:
-        (root / label).mkdir(parents=True)
-        for source in sorted((SAMPLE / label).glob("*.png"))[:PER_CLASS]:
-            shutil.copy(source, root / label / source.name)
+    flipped = copy_with_flipped_labels(SAMPLE, root, PER_CLASS, FLIPPED_FRACTION, seed)
     rng = random.Random(seed)
-    files = sorted(root.rglob("*.png"))
-    flipped = set()
-    for source in rng.sample(files, round(len(files) * FLIPPED_FRACTION)):
-        wrong = rng.choice([label for label in classes if label != source.parent.name])
-        target = root / wrong / f"flipped-{source.name}"
-        source.rename(target)
-        flipped.add(str(target.relative_to(root)))
     pairs = []
     for source in rng.sample(sorted(path for path in root.rglob("*.png") if "flipped" not in path.name), 5):
         copy = source.parent / f"copy-{source.stem}.jpg"
