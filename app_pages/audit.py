@@ -90,7 +90,7 @@ def duplicates_ui(report, index: DatasetIndex, folder: Path) -> None:
 def map_ui(report, index: DatasetIndex, folder: Path) -> None:
     st.subheader("Map of the dataset")
     st.caption("The embeddings projected on their two main directions (PCA), coloured by class; "
-               "crosses are the likely label errors. Click a point to see its image.")
+               "crosses are the likely label errors. Hover for a point's file; click to see its image.")
     scores = {suspect.path: suspect for suspect in report.suspects}
     frame = pd.DataFrame({
         "x": report.map_2d[:, 0], "y": report.map_2d[:, 1],
@@ -100,7 +100,7 @@ def map_ui(report, index: DatasetIndex, folder: Path) -> None:
         "score": [round(scores[record.path].score, 3) for record in index.records],
     })
     frame["misfit"] = frame["score"] > MAP_HIGHLIGHT
-    pick = alt.selection_point(name="picked", fields=["path"], on="click")
+    pick = alt.selection_point(name="picked", fields=["path"], on="click", nearest=True)
     chart = alt.Chart(frame, height=420).mark_point(filled=True).encode(
         x=alt.X("x:Q", title=None, axis=None), y=alt.Y("y:Q", title=None, axis=None),
         color=alt.Color("class:N"),

@@ -240,3 +240,9 @@ def test_audit_page_in_the_browser(tmp_path):
         first = page.get_by_text("labelled ").first.inner_text()
         assert "labelled bag · looks like trouser" in page.locator('[data-testid="stMain"]').inner_text(), first
         main_area(page).screenshot(path=str(SCREENSHOTS / "audit.png"))
+        images = page.locator('[data-testid="stImage"]').count()
+        chart = page.locator('[data-testid="stVegaLiteChart"]').last
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # nearest point is picked
+        wait_for(lambda: page.locator('[data-testid="stImage"]').count() == images + 1, "the picked point's image")

@@ -99,6 +99,18 @@ def test_label_page_files_an_image_by_class_button_and_undo_puts_it_back(dataset
     assert not RelabelJournal(data).can_undo()
 
 
+def test_label_page_uploads_into_the_inbox_without_overwriting(dataset_with_inbox):
+    data = dataset_with_inbox
+    app = open_page("app_pages/label.py", data)
+    app.file_uploader(key="label_upload").set_value([
+        ("new-0.png", png_bytes(90, (16, 16)), "image/png"), ("photo.png", png_bytes(91, (16, 16)), "image/png"),
+    ]).run()
+    assert not app.exception, app.exception
+    assert (data / "_inbox" / "new-0.png").read_bytes() == png_bytes(0, (16, 16))  # the old one is kept
+    assert (data / "_inbox" / "new-0-2.png").read_bytes() == png_bytes(90, (16, 16))
+    assert (data / "_inbox" / "photo.png").exists() and metrics(app)["Left in the inbox"] == "5"
+
+
 def test_label_page_grid_assigns_one_class_to_the_ticked_images(dataset_with_inbox):
     data = dataset_with_inbox
     app = open_page("app_pages/label.py", data)
