@@ -56,7 +56,7 @@ def display_options_ui() -> tuple[int, float, str]:
 
 
 def classify(predictor, model_key: str, upload, top_k: int) -> dict:
-    """One upload -> {"name", "data", "probabilities", "top_k"} or {"name", "error"}; never raises for bad files."""
+    """One upload -> {"name", "file_id", "data", "heatmap", "top_k"} or {"name", "error"}; never raises for bad files."""
     name = upload.name
     if upload.size > DEFAULT_MAX_BYTES:
         return {"name": name, "error": f"file too large ({upload.size:,} bytes, limit {DEFAULT_MAX_BYTES:,})"}

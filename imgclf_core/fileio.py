@@ -42,6 +42,16 @@ def unique_path(parent: str | os.PathLike, stem: str) -> Path:
     return candidate
 
 
+def unique_file_path(folder: str | os.PathLike, name: str) -> Path:
+    """folder/name, or folder/stem-2.ext, -3, ...: the first that does not exist yet (the extension is kept)."""
+    stem, suffix = os.path.splitext(name)
+    candidate, number = Path(folder) / name, 2
+    while candidate.exists():
+        candidate = Path(folder) / f"{stem}-{number}{suffix}"
+        number += 1
+    return candidate
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync it, then os.replace it over `path`."""
     atomic_write_with(path, lambda temp_path: temp_path.write_bytes(data))

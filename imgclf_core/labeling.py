@@ -8,8 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from imgclf_core.fileio import atomic_write_bytes
-from imgclf_core.images import IMAGE_EXTENSIONS, ImageDecodeError
+from imgclf_core.fileio import atomic_write_bytes, unique_file_path
+from imgclf_core.images import IMAGE_EXTENSIONS
 
 INBOX_FOLDER = "_inbox"
 
@@ -48,10 +48,7 @@ def save_into_inbox(inbox: str | os.PathLike, name: str, data: bytes) -> Path:
     stem, suffix = os.path.splitext(base)
     if not stem or stem.startswith(".") or suffix.lower() not in IMAGE_EXTENSIONS:
         raise ValueError(f"not an image file name: {name!r}")
-    target, number = Path(inbox) / base, 2
-    while target.exists():
-        target = Path(inbox) / f"{stem}-{number}{suffix}"
-        number += 1
+    target = unique_file_path(inbox, base)
     atomic_write_bytes(target, data)
     return target
 
@@ -60,15 +57,9 @@ def suggest_classes(predictor, paths: Sequence[str | os.PathLike], batch_size: i
     """Probabilities (N, K) of the model for each inbox image; a row of NaN for a file that cannot be read."""
     probabilities = np.full((len(paths), len(predictor.class_names)), np.nan, dtype=np.float32)
     for start in range(0, len(paths), batch_size):
-        images, rows = [], []
-        for row, path in enumerate(paths[start:start + batch_size], start=start):
-            try:
-                images.append(predictor.load_image(path))
-                rows.append(row)
-            except (ImageDecodeError, OSError):
-                continue
-        if images:
-            probabilities[rows] = predictor.predict_arrays(np.stack(images))
+        batch, readable, _ = predictor.load_images(paths[start:start + batch_size])
+        if batch is not None:
+            probabilities[[start + position for position in readable]] = predictor.predict_arrays(batch)
     return probabilities
 
 

@@ -9,7 +9,6 @@ from typing import Sequence
 import numpy as np
 
 from imgclf_core.evaluation import read_predictions_csv
-from imgclf_core.images import ImageDecodeError
 
 
 def read_run_predictions(run_dir: str | os.PathLike) -> list[dict] | None:
@@ -43,17 +42,11 @@ def largest_confusions(confusion_matrix: Sequence[Sequence[int]], class_names: S
 
 def explain_paths(predictor, paths: Sequence[str | os.PathLike], class_index: int | None = None) -> list[dict]:
     """For each image file: {"probabilities", "heatmap"} from one batched Grad-CAM call, or {"error"}."""
-    results: list[dict] = [{} for _ in paths]
-    images, good = [], []
-    for position, path in enumerate(paths):
-        try:
-            images.append(predictor.load_image(path))
-            good.append(position)
-        except (ImageDecodeError, OSError) as error:
-            results[position] = {"error": str(error)}
-    if images:
-        probabilities, heatmaps = predictor.gradcam(np.stack(images), class_index)
-        for position, row, heatmap in zip(good, probabilities, heatmaps):
+    batch, readable, errors = predictor.load_images(paths)
+    results: list[dict] = [{"error": errors[position]} if position in errors else {} for position in range(len(paths))]
+    if batch is not None:
+        probabilities, heatmaps = predictor.gradcam(batch, class_index)
+        for position, row, heatmap in zip(readable, probabilities, heatmaps):
             results[position] = {"probabilities": row, "heatmap": heatmap}
     return results
 
@@ -64,15 +57,9 @@ def class_average_gradcam(predictor, paths: Sequence[str | os.PathLike], class_i
     A bright border or corner in the mean heatmap means the model decides from the background
     (a shortcut) rather than from the object.
     """
-    images = []
-    for path in paths:
-        try:
-            images.append(predictor.load_image(path))
-        except (ImageDecodeError, OSError):
-            continue
-    if not images:
+    batch, _, _ = predictor.load_images(paths)
+    if batch is None:
         raise ValueError("no readable images to average")
-    batch = np.stack(images)
     _, heatmaps = predictor.gradcam(batch, class_index)
     mean_heatmap = heatmaps.mean(axis=0)
     peak = mean_heatmap.max()

@@ -80,6 +80,17 @@ class Predictor:
         """Decode a path, bytes or file object to this model's input: uint8 (S, S, C)."""
         return decode_image(source, color_mode=self.color_mode, size=(self.image_size, self.image_size))
 
+    def load_images(self, paths: Sequence[str | os.PathLike]) -> tuple[np.ndarray | None, list[int], dict[int, str]]:
+        """Decode what can be read: (uint8 batch of the readable files or None, their positions, {position: reason})."""
+        images, readable, errors = [], [], {}
+        for position, path in enumerate(paths):
+            try:
+                images.append(self.load_image(path))
+                readable.append(position)
+            except (ImageDecodeError, OSError) as error:
+                errors[position] = str(error)
+        return (np.stack(images) if images else None), readable, errors
+
     def predict_arrays(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Probabilities (N, K) for a uint8 batch (N, S, S, C)."""
         batch = self._checked_batch(images)

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
 from imgclf_core.dataset import IMGCLF_FOLDER
-from imgclf_core.fileio import fsync_folder
+from imgclf_core.fileio import fsync_folder, unique_file_path
 from imgclf_core.runs import now_iso
 
 JOURNAL_FOLDER = IMGCLF_FOLDER
@@ -73,6 +73,7 @@ class RelabelJournal:
         if not self.root.is_dir():
             raise RelabelError(f"dataset folder not found: {dataset_root}")
         self.path = self.root / JOURNAL_FOLDER / JOURNAL_NAME
+        self._replayed: tuple[tuple[int, int] | None, _Replay] | None = None
         if self.path.exists():  # looking at a dataset leaves no trace in it; only a first move creates the journal
             with self._locked():
                 self._recover(self._replay())
@@ -155,7 +156,7 @@ class RelabelJournal:
 
     def kept_paths(self) -> set[str]:
         """Images marked "correct as is" (by their path when marked)."""
-        return self._replay().kept
+        return set(self._replay().kept)
 
     def current_path(self, relative_path: str) -> str:
         """Where an image that was at `relative_path` (e.g. in a run's predictions.csv) is now."""
@@ -216,6 +217,17 @@ class RelabelJournal:
     # ------------------------------------------------------------ journal file
 
     def _replay(self) -> _Replay:
+        """The journal read from the start; kept until the file changes (a page asks many questions per run)."""
+        try:
+            stat = self.path.stat()
+            stamp = (stat.st_size, stat.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        if self._replayed is None or self._replayed[0] != stamp:
+            self._replayed = (stamp, self._read_replay())
+        return self._replayed[1]
+
+    def _read_replay(self) -> _Replay:
         replay = _Replay({}, [], [], [], [], set(), 1)
         for entry in self._entries():
             operation = entry.get("op")
@@ -283,12 +295,7 @@ class RelabelJournal:
 
     def _free_name(self, folder: str, name: str) -> str:
         """folder/name, or folder/stem-2.ext, -3, ...: the first free one (a move never overwrites)."""
-        stem, suffix = os.path.splitext(name)
-        candidate, number = f"{folder}/{name}", 2
-        while (self.root / candidate).exists():
-            candidate = f"{folder}/{stem}-{number}{suffix}"
-            number += 1
-        return candidate
+        return unique_file_path(self.root / folder, name).relative_to(self.root).as_posix()
 
 
 def _checked_class_name(name: str) -> str:
