@@ -10,6 +10,7 @@ import streamlit as st
 
 from imgclf_app.dataset_state import scan_or_report, sidebar_ui
 from imgclf_app.relabel_menu import relabel_menu_ui, relabel_messages_ui, undo_redo_ui
+from imgclf_app.views import in_columns
 from imgclf_core.config import DataConfig
 from imgclf_core.dataset import DatasetIndex
 from imgclf_core.relabel import RelabelJournal
@@ -51,21 +52,19 @@ def suspects_ui(report, folder: Path, journal: RelabelJournal) -> None:
     shown = report.suspects[:count]
     located = journal.current_paths([suspect.path for suspect in shown])
     kept = journal.kept_paths()
-    for start in range(0, len(shown), GALLERY_COLUMNS):
-        columns = st.columns(GALLERY_COLUMNS)
-        for column, suspect, path in zip(columns, shown[start:start + GALLERY_COLUMNS], located[start:start + GALLERY_COLUMNS]):
-            with column:
-                if not (folder / path).is_file():
-                    st.caption(f"{suspect.path}: no longer there")
-                    continue
-                st.image(str(folder / path), width="stretch",
-                         caption=f"labelled {suspect.given} · looks like {suspect.suggested} · {suspect.score:+.2f}")
-                if path != suspect.path:
-                    st.caption(f"moved to **{path}**")
-                elif path not in kept:
-                    relabel_menu_ui(folder, path, report.class_names, f"audit:{path}")
-                else:
-                    st.caption("marked correct as is")
+    for column, (suspect, path) in in_columns(list(zip(shown, located)), GALLERY_COLUMNS):
+        with column:
+            if not (folder / path).is_file():
+                st.caption(f"{suspect.path}: no longer there")
+                continue
+            st.image(str(folder / path), width="stretch",
+                     caption=f"labelled {suspect.given} · looks like {suspect.suggested} · {suspect.score:+.2f}")
+            if path != suspect.path:
+                st.caption(f"moved to **{path}**")
+            elif path not in kept:
+                relabel_menu_ui(folder, path, report.class_names, f"audit:{path}")
+            else:
+                st.caption("marked correct as is")
 
 
 def duplicates_ui(report, index: DatasetIndex, folder: Path) -> None:

@@ -12,7 +12,7 @@ import streamlit as st
 from imgclf_app.charts import counts_chart
 from imgclf_app.dataset_state import scan_or_report, sidebar_ui, thumbnail_path
 from imgclf_app.forms import augmentation_form
-from imgclf_app.views import dataset_summary_ui
+from imgclf_app.views import dataset_summary_ui, in_columns
 from imgclf_core.dataset import DatasetIndex, ImageRecord
 from imgclf_core.dataset_report import mode_distribution, size_distribution
 from imgclf_core.images import ImageDecodeError, decode_image
@@ -57,16 +57,14 @@ def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
 def grid_ui(index: DatasetIndex) -> None:
     st.subheader("Images")
     shown = grid_filters_ui(index)
-    for start in range(0, len(shown), GRID_COLUMNS):
-        columns = st.columns(GRID_COLUMNS)
-        for column, record in zip(columns, shown[start:start + GRID_COLUMNS]):
-            thumbnail = thumbnail_path(index, record)
-            if thumbnail is None:
-                column.caption(f"{record.path}: no longer readable")
-                continue
-            column.image(thumbnail, caption=f"{record.label} · {Path(record.path).name}")
-            if column.button("Inspect", key=f"inspect:{record.path}"):
-                st.session_state["inspect_path"] = record.path
+    for column, record in in_columns(shown, GRID_COLUMNS):
+        thumbnail = thumbnail_path(index, record)
+        if thumbnail is None:
+            column.caption(f"{record.path}: no longer readable")
+            continue
+        column.image(thumbnail, caption=f"{record.label} · {Path(record.path).name}")
+        if column.button("Inspect", key=f"inspect:{record.path}"):
+            st.session_state["inspect_path"] = record.path
     inspected_ui(index)
 
 

@@ -10,6 +10,7 @@ import streamlit as st
 from imgclf_app.dataset_state import current_run_dir, load_dataset_index, scan_or_report, sidebar_ui
 from imgclf_app.model_state import model_file_stamp, predictor_or_report
 from imgclf_app.relabel_menu import ERROR_KEY, MESSAGE_KEY, relabel_messages_ui, undo_redo_ui
+from imgclf_app.views import in_columns
 from imgclf_core.images import IMAGE_EXTENSIONS, ImageDecodeError, read_image_bytes
 from imgclf_core.labeling import ORDERS, default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes
 from imgclf_core.overlay import display_image
@@ -17,6 +18,7 @@ from imgclf_core.relabel import QUARANTINE, RelabelError, RelabelJournal
 
 GRID_SIZE = 12
 GRID_COLUMNS = 6
+BULK_PREVIEW = 24  # images shown before "Accept all"
 SUGGESTIONS = 3
 CLASS_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")  # keyboard shortcuts of the class buttons
 
@@ -106,10 +108,9 @@ def single_ui(folder: Path, path: Path, class_names: list[str], probabilities: n
 def grid_ui(folder: Path, paths: list[Path], class_names: list[str]) -> None:
     """Several thumbnails at once: tick some, give them all one class."""
     shown = paths[:GRID_SIZE]
-    for start in range(0, len(shown), GRID_COLUMNS):
-        for column, path in zip(st.columns(GRID_COLUMNS), shown[start:start + GRID_COLUMNS]):
-            column.image(str(path), width="stretch")
-            column.checkbox(path.name, key=f"label_pick:{path}")
+    for column, path in in_columns(shown, GRID_COLUMNS):
+        column.image(str(path), width="stretch")
+        column.checkbox(path.name, key=f"label_pick:{path}")
     picked = [path for path in shown if st.session_state.get(f"label_pick:{path}")]
     columns = st.columns([2, 1])
     label = columns[0].selectbox("Class for the ticked images", class_names, key="label_grid_class")
@@ -127,9 +128,8 @@ def bulk_accept_ui(folder: Path, paths: list[Path], probabilities: np.ndarray, n
         sure = [(path, names[int(np.argmax(row))], float(np.max(row)))
                 for path, row in zip(paths, probabilities) if not np.isnan(row).any() and np.max(row) >= threshold]
         st.caption(f"{len(sure)} image(s) at or above {threshold:.0%}; check the preview before accepting.")
-        for start in range(0, min(len(sure), 24), GRID_COLUMNS):
-            for column, (path, label, confidence) in zip(st.columns(GRID_COLUMNS), sure[start:start + GRID_COLUMNS]):
-                column.image(str(path), caption=f"{label} {confidence:.0%}", width="stretch")
+        for column, (path, label, confidence) in in_columns(sure[:BULK_PREVIEW], GRID_COLUMNS):
+            column.image(str(path), caption=f"{label} {confidence:.0%}", width="stretch")
         if st.button(f"Accept all {len(sure)}", key="label_bulk", disabled=not sure):
             progress = st.progress(0.0)
             for done, (path, label, _) in enumerate(sure, start=1):

@@ -12,7 +12,7 @@ from imgclf_app.charts import confusion_difference_chart
 from imgclf_app.dataset_state import current_run_dir, sidebar_ui
 from imgclf_app.model_state import model_file_stamp, predictor_or_report
 from imgclf_app.relabel_menu import relabel_menu_ui, relabel_messages_ui, undo_redo_ui
-from imgclf_app.views import evaluation_ui, refused_while_busy
+from imgclf_app.views import evaluation_ui, in_columns, refused_while_busy
 from imgclf_core import runs
 from imgclf_core.evaluation import confusion_matrix_difference
 from imgclf_core.images import ImageDecodeError, read_image_bytes
@@ -70,15 +70,9 @@ def gallery_ui(rows: list[dict], predictor, model_key: str, folder: Path, journa
     explained = explain_files(predictor, model_key, tuple(str(folder / path) for path in located))
     kept = journal.kept_paths()
     class_names = predictor.class_names
-    for start in range(0, len(shown), GALLERY_COLUMNS):
-        columns = st.columns(GALLERY_COLUMNS)
-        for offset, column in enumerate(columns):
-            position = start + offset
-            if position >= len(shown):
-                break
-            with column:
-                _gallery_item(shown[position], located[position], explained[position], folder, class_names,
-                              kept, f"{key}:{shown[position]['path']}")
+    for column, (row, path, explanation) in in_columns(list(zip(shown, located, explained)), GALLERY_COLUMNS):
+        with column:
+            _gallery_item(row, path, explanation, folder, class_names, kept, f"{key}:{row['path']}")
 
 
 def _gallery_item(row: dict, path: str, explained: dict, folder: Path, class_names: list[str], kept: set[str],

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator, Sequence, TypeVar
 
 import streamlit as st
 
 from imgclf_core import runs
 from imgclf_core.dataset import DatasetIndex
 from imgclf_core.dataset_report import dataset_health_warnings
+
+Item = TypeVar("Item")
+
+
+def in_columns(items: Sequence[Item], count: int) -> Iterator[tuple["st.delta_generator.DeltaGenerator", Item]]:
+    """(column, item) pairs laying the items out in rows of `count` columns (a gallery grid)."""
+    for start in range(0, len(items), count):
+        yield from zip(st.columns(count), items[start:start + count])
 
 
 def dataset_summary_ui(index: DatasetIndex) -> None:
