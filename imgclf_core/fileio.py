@@ -8,6 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+# Every temp file of atomic_write_with starts with this, so a killed writer's leftovers can be found.
+TEMP_FILE_PREFIX = ".tmp-"
+
 
 def user_cache_dir() -> Path:
     """Where derived data (scan index, decoded arrays, converted weights) is cached."""
@@ -66,7 +69,7 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Ends with the target's whole name: some writers (keras.saving) check ".keras" or ".weights.h5".
-    handle, temp_name = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{target.name}", dir=target.parent)
+    handle, temp_name = tempfile.mkstemp(prefix=TEMP_FILE_PREFIX, suffix=f"-{target.name}", dir=target.parent)
     os.close(handle)
     try:
         write(Path(temp_name))
@@ -77,6 +80,16 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object]) 
         _remove_quietly(temp_name)
         raise
     fsync_folder(target.parent)
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files a killed writer left in `folder`; call it only while nothing writes there."""
+    removed = []
+    for path in Path(folder).glob(f"{TEMP_FILE_PREFIX}*"):
+        if path.is_file():
+            _remove_quietly(str(path))
+            removed.append(path)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

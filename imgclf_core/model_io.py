@@ -52,6 +52,7 @@ def load_model_checked(
     _check_model_file(model_path, max_bytes)
     config = _read_archive_config(model_path)
     _refuse_lambda_layers(config, model_path)
+    _refuse_custom_objects(config, model_path)
     model = _load_with_keras(model_path, compile)
     _check_output_size(model, model_path, expected_num_classes)
     return model
@@ -130,6 +131,24 @@ def _refuse_lambda_layers(config: dict, path: Path) -> None:
             f"refused to load {path}: Lambda layers run arbitrary code ({', '.join(names)}); "
             "rebuild the model from registered layers"
         )
+
+
+def _refuse_custom_objects(config: dict, path: Path) -> None:
+    # A custom class means code from outside Keras: Keras would import its module (or fail halfway),
+    # so only objects that Keras itself defines are loaded.
+    custom = sorted({
+        f"{node.get('class_name')} ({node.get('module')})"
+        for node in _layer_configs(config) if not _is_keras_module(node.get("module"))
+    })
+    if custom:
+        raise ModelError(
+            f"refused to load {path}: custom objects are code from outside Keras ({', '.join(custom[:5])}); "
+            "only models built from Keras' own layers can be loaded"
+        )
+
+
+def _is_keras_module(module: Any) -> bool:
+    return module is None or (isinstance(module, str) and (module == "keras" or module.startswith("keras.")))
 
 
 def _is_lambda(layer: dict) -> bool:

@@ -18,6 +18,7 @@ turns into "finish this batch, save, state stopped".
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -101,10 +102,21 @@ def is_chief() -> bool:
 # ---------------------------------------------------------------- status, history, progress
 
 
-def write_status(run_dir: str | os.PathLike, state: str, **fields: Any) -> None:
-    atomic_write_json(
-        Path(run_dir) / "status.json", {"state": state, "pid": os.getpid(), "updated_at": now_iso(), **fields}
-    )
+def write_status(run_dir: str | os.PathLike, state: str, *, in_place_if_disk_full: bool = False, **fields: Any) -> None:
+    """Replace status.json atomically; `in_place_if_disk_full` lets a last word (a failure) through a full disk."""
+    path = Path(run_dir) / "status.json"
+    status = {"state": state, "pid": os.getpid(), "updated_at": now_iso(), **fields}
+    try:
+        atomic_write_json(path, status)
+    except OSError as error:
+        if not (in_place_if_disk_full and error.errno == errno.ENOSPC and path.is_file()):
+            raise
+        # No room for a temp file: rewrite the old status in its own blocks (a few hundred bytes).
+        with open(path, "r+b") as stream:
+            stream.truncate(0)
+            stream.write(json.dumps(status).encode("utf-8"))
+            stream.flush()
+            os.fsync(stream.fileno())
 
 
 def read_status(run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -14,10 +14,12 @@ the epoch in progress. Only the chief writes into the run folder.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ import keras
 from imgclf_core import runs
 from imgclf_core.config import RunConfig
 from imgclf_core.dataset import DatasetError, scan_dataset
-from imgclf_core.fileio import atomic_write_json, atomic_write_with
+from imgclf_core.fileio import atomic_write_json, atomic_write_with, remove_stale_temp_files
 from imgclf_core.models import MODEL_REGISTRY, create_model, set_trainable_top
 from imgclf_core.pipeline import TrainingData, build_training_data
 
@@ -127,9 +129,20 @@ def train_run(
         return _train(run_dir, chief, stop_request, epoch_listener)
     except BaseException as error:
         if chief:
-            message = f"{type(error).__name__}: {error}" if not isinstance(error, KeyboardInterrupt) else "interrupted"
-            runs.write_status(run_dir, runs.FAILED, message=message.splitlines()[0][:500])
+            _record_failure(run_dir, error)
         raise
+
+
+def _record_failure(run_dir: Path, error: BaseException) -> None:
+    """status.json says why the run failed, even when the failure is a full disk."""
+    message = f"{type(error).__name__}: {error}" if not isinstance(error, KeyboardInterrupt) else "interrupted"
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:  # h5py's own words for it are hard to read
+        message = f"the disk is full (No space left on device) under {run_dir}; the last saved model is kept"
+    try:
+        runs.write_status(run_dir, runs.FAILED, message=message.splitlines()[0][:500], in_place_if_disk_full=True)
+    except OSError as status_error:
+        print(f"imgclf: could not record the failure in {run_dir / 'status.json'}: {status_error}",
+              file=sys.stderr, flush=True)
 
 
 def _train(run_dir: Path, chief: bool, stop_request: StopRequest, epoch_listener: EpochListener | None) -> str:
@@ -139,6 +152,9 @@ def _train(run_dir: Path, chief: bool, stop_request: StopRequest, epoch_listener
     if spec is None:
         raise DatasetError(f"unknown model {config.model.name!r} in {run_dir / 'config.json'}")
     if chief:
+        # The CLI refuses a run another trainer holds, so temp files here are a killed writer's leftovers.
+        for folder in (run_dir, run_dir / "checkpoint"):
+            remove_stale_temp_files(folder)
         runs.write_status(run_dir, runs.RUNNING, message="scanning the dataset")
     index = scan_dataset(config.data_dir)
     class_names = list(index.class_names)

@@ -136,6 +136,40 @@ def test_lambda_layer_is_refused(tmp_path):
         load_model_checked(path)
 
 
+@keras.saving.register_keras_serializable(package="untrusted")
+class Doubler(keras.layers.Layer):
+    """A custom layer: its code lives outside Keras, so a loaded file would have to import and run it."""
+
+    def call(self, inputs):
+        return inputs * 2
+
+
+def test_a_model_with_a_custom_layer_is_refused_before_keras_imports_anything(tmp_path):
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1))
+    doubled = Doubler(name="doubler")(inputs)
+    outputs = keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(doubled))
+    path = tmp_path / "custom.keras"
+    keras.saving.save_model(keras.Model(inputs, outputs), path)
+    with pytest.raises(ModelError, match=r"custom objects are code from outside Keras \(Doubler"):
+        load_model_checked(path)
+
+
+def test_a_config_naming_a_foreign_module_is_refused(tmp_path, saved_model_file):
+    """A hand-edited archive whose layer points Keras at another module (e.g. os) never reaches Keras."""
+    path = tmp_path / "edited.keras"
+    with zipfile.ZipFile(saved_model_file) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["layers"][1]["module"] = "os"
+                config["config"]["layers"][1]["class_name"] = "system"
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    with pytest.raises(ModelError, match=r"system \(os\)"):
+        load_model_checked(path)
+
+
 def test_class_count_mismatch_names_both_numbers(saved_model_file):
     with pytest.raises(ModelError, match="predicts 3 classes but 5 class names"):
         load_model_checked(saved_model_file, expected_num_classes=5)
