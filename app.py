@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from imgclf_app.errors import run_page_reporting_errors
+
 st.set_page_config(page_title="imgclf", page_icon="🧵", layout="wide")
 
 navigation = st.navigation(
@@ -15,4 +17,4 @@ navigation = st.navigation(
         st.Page("app_pages/audit.py", title="Audit", icon=":material/fact_check:"),
     ]
 )
-navigation.run()
+run_page_reporting_errors(navigation)

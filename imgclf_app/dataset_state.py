@@ -95,6 +95,7 @@ def _recent_folders_ui() -> None:
 def _zip_upload_ui() -> None:
     upload = st.sidebar.file_uploader(
         "…or upload a .zip (one folder per class)", type=["zip"], key="dataset_zip",
+        help="Up to 100 MB (the server's upload limit); open a bigger dataset by typing its folder above.",
     )
     if upload is None or st.session_state.get("extracted_upload") == upload.file_id:
         return
