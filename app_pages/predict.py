@@ -12,18 +12,20 @@ from imgclf_app.dataset_state import current_run_dir, sidebar_ui
 from imgclf_app.model_state import (
     IMAGENET, IMAGENET_LABEL, explain_bytes, model_file_stamp, predictor_or_report, runs_with_models,
 )
+from imgclf_app.model_upload import uploaded_model_ui
 from imgclf_core import runs
 from imgclf_core.images import DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageDecodeError
 from imgclf_core.overlay import display_image, overlay_heatmap
 
 COLORMAPS = ("jet", "turbo", "inferno", "viridis")
+UPLOADED_MODEL = "uploaded model"
 IMAGE_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]
 
 
 def model_choice_ui(folder: Path | None) -> str:
     """A run with a saved model, or the built-in ImageNet model; default: the sidebar's run if it has one."""
     run_dirs = runs_with_models(runs.default_runs_root())
-    options = [IMAGENET, *map(str, run_dirs)]
+    options = [IMAGENET, *map(str, run_dirs), UPLOADED_MODEL]
     current = current_run_dir(folder)
     if "predict_model" not in st.session_state or st.session_state["predict_model"] not in options:
         st.session_state["predict_model"] = str(current) if current is not None and str(current) in options else IMAGENET
@@ -31,6 +33,8 @@ def model_choice_ui(folder: Path | None) -> str:
     def label(option: str) -> str:
         if option == IMAGENET:
             return IMAGENET_LABEL
+        if option == UPLOADED_MODEL:
+            return "Upload a model file (.keras)…"
         summary = runs.summarize_run(option)
         return f"Run {summary['run']} ({summary['state']}, best val accuracy {summary['best_val_accuracy'] or 0:.1%})"
 
@@ -105,14 +109,16 @@ def result_ui(predictor, model_key: str, result: dict, opacity: float, colormap:
 folder = sidebar_ui()
 st.title("Predict")
 source = model_choice_ui(folder)
-predictor = predictor_or_report(source)
+if source == UPLOADED_MODEL:
+    predictor, key = uploaded_model_ui()
+else:
+    predictor, key = predictor_or_report(source), f"{source}:{model_file_stamp(source)}"
 if predictor is not None:
     uploads = uploads_ui()
     if not uploads:
         st.info("Upload one or more images (PNG, JPEG, …) to see what the model thinks and where it looked.")
     else:
         top_classes, overlay_opacity, overlay_colormap = display_options_ui()
-        key = f"{source}:{model_file_stamp(source)}"
         with st.spinner(f"Classifying {len(uploads)} image(s)…"):
             classified = [classify(predictor, key, upload, top_classes) for upload in uploads]
         batch_table_ui(classified)

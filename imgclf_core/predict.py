@@ -63,6 +63,25 @@ class Predictor:
         return cls(model, class_names, run_config.data.image_size, run_config.data.color_mode)
 
     @classmethod
+    def from_model_file(
+        cls, path: str | os.PathLike, class_names: Sequence[str] | None = None, *, max_bytes: int
+    ) -> "Predictor":
+        """A .keras file from elsewhere (an upload): safe mode, no custom or Lambda layers, at most `max_bytes`.
+
+        Image size and colour mode come from the model's input; without class names, classes are numbered.
+        """
+        from imgclf_core.model_io import load_model_checked
+
+        names = list(class_names) if class_names else None
+        model = load_model_checked(path, expected_num_classes=len(names) if names else None, max_bytes=max_bytes)
+        height, width, channels = tuple(model.inputs[0].shape[1:])
+        if height is None or height != width or channels not in (1, 3):
+            raise ModelError(f"{Path(path).name}: the model must take square grey or RGB images, "
+                             f"it takes {(height, width, channels)}")
+        names = names or [f"class {number}" for number in range(model.outputs[0].shape[-1])]
+        return cls(model, names, height, "rgb" if channels == 3 else "grayscale")
+
+    @classmethod
     def imagenet(cls) -> "Predictor":
         """The built-in offline ImageNet classifier: EfficientNet-Lite0, 1000 classes, 224 px RGB."""
         from imgclf_core.efficientnet_lite import imagenet_class_names, imagenet_efficientnet_lite0

@@ -88,6 +88,42 @@ def test_predict_page_classifies_uploads_and_reports_a_corrupt_one(trained):
     assert overlays[0] == f"where the model looked for '{other}'"
 
 
+def test_predict_page_classifies_with_an_uploaded_model_and_refuses_unsafe_or_broken_ones(trained, tmp_path):
+    import keras
+
+    from imgclf_core.predict import Predictor
+
+    run_dir, data = trained
+    app = open_page("app_pages/predict.py", data)
+    app.selectbox(key="predict_model").set_value("uploaded model").run()
+    assert any("A model file is a program" in warning.value for warning in app.warning)
+
+    # Garbage, then a model with a Lambda layer: one clear line each, no traceback.
+    app.file_uploader(key="predict_model_file").set_value(("junk.keras", b"PK\x03\x04 not a zip", "application/zip")).run()
+    assert not app.exception and any("junk.keras: corrupt model file" in error.value for error in app.error)
+    inputs = keras.Input((16, 16, 1))
+    outputs = keras.layers.Dense(3, activation="softmax")(
+        keras.layers.Flatten()(keras.layers.Lambda(lambda tensor: tensor * 2, name="sneaky")(inputs)))
+    keras.saving.save_model(keras.Model(inputs, outputs), tmp_path / "lambda.keras")
+    app.file_uploader(key="predict_model_file").set_value(
+        ("lambda.keras", (tmp_path / "lambda.keras").read_bytes(), "application/zip")).run()
+    assert not app.exception and any("Lambda layers run arbitrary code" in error.value for error in app.error)
+
+    # The run's own model with its class names: the same answer as the run gives.
+    run_predictor = Predictor.from_run(run_dir)
+    app.file_uploader(key="predict_model_file").set_value(
+        ("model.keras", (run_dir / "model.keras").read_bytes(), "application/zip"))
+    app.file_uploader(key="predict_model_labels").set_value(("labels.txt", "\n".join(run_predictor.class_names).encode(), "text/plain")).run()
+    assert not app.exception and not app.error, [error.value for error in app.error]
+    image = next((data / "cross").glob("*.png"))
+    app.file_uploader(key="predict_files").set_value([("cross.png", image.read_bytes(), "image/png")]).run()
+    assert not app.exception and not app.error, [error.value for error in app.error]
+    table = next(frame.value for frame in app.dataframe if "predicted" in frame.value.columns)
+    expected = run_predictor.top_k(run_predictor.predict_arrays(run_predictor.load_image(image)[None])[0], 1)[0]
+    assert table["predicted"].tolist() == [expected[0]]
+    assert table["confidence"].tolist()[0] == pytest.approx(expected[1], abs=1e-5)
+
+
 def bomb_png() -> bytes:
     """A small file that would decode to 81 million pixels (a decompression bomb)."""
     import io
