@@ -116,6 +116,44 @@ def test_upload_a_photo_to_the_builtin_imagenet_model_and_see_a_cat_and_its_grad
         page.screenshot(path=str(SCREENSHOTS / "predict.png"), full_page=True)
 
 
+def test_two_sessions_train_and_predict_at_once_without_getting_in_each_others_way(tmp_path):
+    """Session A trains while session B classifies with the cached ImageNet model; both finish right."""
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    from imgclf_core import runs
+
+    photo = tmp_path / "coffee.jpg"
+    Image.fromarray(skimage_data.coffee()).save(photo, quality=92)
+    runs_dir = tmp_path / "runs"
+    environment = {"IMGCLF_DATA_DIR": str(SAMPLE.relative_to(ROOT)), "IMGCLF_RUNS_DIR": str(runs_dir)}
+    with streamlit_server(environment) as url, chromium_page(height=1400) as trainer:
+        predictor = trainer.context.browser.new_page(viewport={"width": 1400, "height": 1400})
+        trainer.goto(url + "train")
+        epochs_input = trainer.get_by_role("spinbutton", name="Epochs", exact=True)
+        epochs_input.fill("6")
+        epochs_input.press("Enter")
+        wait_until_idle(trainer)
+        trainer.get_by_role("button", name="Start training").click()
+        wait_for(lambda: metric_value(trainer, "State") == "running", "session A's run to start")
+
+        predictor.goto(url + "predict")
+        predictor.get_by_text("Images to classify").first.wait_for(timeout=120_000)
+        uploader = predictor.locator('[data-testid="stFileUploader"]').filter(has_text="Images to classify")
+        uploader.locator('input[type="file"]').set_input_files(str(photo))
+        predictor.get_by_text("where the model looked for").first.wait_for(timeout=180_000)
+        caption = predictor.get_by_text("where the model looked for").first.inner_text()
+        assert "espresso" in caption or "cup" in caption, caption  # skimage's coffee photo
+        (run_dir,) = runs_dir.iterdir()
+        assert runs.read_status(run_dir)["state"] == runs.RUNNING  # B's answer came while A was training
+
+        wait_for(lambda: metric_value(trainer, "State") == "finished", "session A's run to finish", timeout_s=400)
+        assert [row["epoch"] for row in runs.read_history(run_dir)] == list(range(1, 7))
+        assert predictor.get_by_text("where the model looked for").first.inner_text() == caption  # B untouched
+        assert not trainer.locator('[data-testid="stException"]').count()
+        assert not predictor.locator('[data-testid="stException"]').count()
+
+
 def main_area(page):
     """The page without the sidebar (whose folder box would show this test's temporary path)."""
     return page.locator('[data-testid="stMain"]')
