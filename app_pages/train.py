@@ -9,6 +9,7 @@ import streamlit as st
 
 from imgclf_app.charts import curves_chart, curves_frame
 from imgclf_app.dataset_state import scan_or_report, sidebar_ui
+from imgclf_app.export_view import export_ui
 from imgclf_app.forms import current_augmentation, describe_augmentation
 from imgclf_app.views import evaluation_ui, refused_while_busy
 from imgclf_core import runs
@@ -153,6 +154,7 @@ def finished_run_ui(run_dir: Path) -> None:
     evaluation_ui(evaluation)
     st.page_link("app_pages/mistakes.py", label="See the mistakes: confusion cells, top losses, relabel in place",
                  icon=":material/troubleshoot:")
+    export_ui(run_dir)
 
 
 def runs_list_ui(run_dirs: list[Path]) -> None:

@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     add_predict_parser(commands)
     add_audit_parser(commands)
+    add_export_parser(commands)
     return parser
 
 
@@ -384,6 +385,53 @@ def print_predictions(results: list[dict]) -> None:
             print(f"  grad-cam: {item['gradcam']}")
 
 
+
+
+EXIT_PARITY_FAILED = 1
+
+
+def add_export_parser(commands: argparse._SubParsersAction) -> None:
+    from imgclf_core.export import DEFAULT_GOLDEN_COUNT, FORMATS
+
+    export = commands.add_parser(
+        "export", help="export a run's model (keras, savedmodel, tflite), checked against the Keras model",
+        description="Write the model, labels.txt, model_card.md and parity.json into --out, after checking the "
+        "export against the run's Keras model on golden validation images (exit 1 when they disagree). "
+        "--out must be new, empty, or a previous export (then replaced as a whole).",
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    # Checked by export_run, not argparse choices: a wrong format is then one line on stderr.
+    export.add_argument("--format", required=True, metavar="{" + ",".join(FORMATS) + "}")
+    export.add_argument("--out", required=True, metavar="PATH", help="the export folder to write")
+    export.add_argument("--float16", action="store_true",
+                        help="tflite: also write model-float16.tflite (float16 weights) and report its agreement")
+    export.add_argument("--golden", type=int, default=DEFAULT_GOLDEN_COUNT, metavar="N",
+                        help="golden validation images for the parity check (default: %(default)s)")
+    export.add_argument("--json", action="store_true", help="print the report as one JSON document on stdout")
+    export.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from imgclf_core.export import ExportParityError, export_run
+
+    try:
+        report = export_run(
+            args.run_dir, args.format, args.out, float16=args.float16, golden_count=args.golden,
+            progress=lambda message: print(f"export: {message}", file=sys.stderr, flush=True),
+        )
+    except ExportParityError as error:
+        print(f"imgclf export: parity check failed, nothing written: {error}", file=sys.stderr)
+        return EXIT_PARITY_FAILED
+    if args.json:
+        json.dump(report.to_json_dict(), sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    print(f"{report.run_dir} -> {report.out_dir} ({report.format}, {report.seconds:.1f} s)")
+    for parity in filter(None, (report.parity, report.float16)):
+        print(f"  {parity.artifact:<22} {parity.size_bytes / 1e6:7.2f} MB  top-1 {parity.top1_matches}/"
+              f"{parity.golden_images}  max |dp| {parity.max_probability_difference:.2e}  "
+              f"(limit {parity.tolerance:.0e}{'' if parity.top1_required else ', reported'})")
+    return EXIT_OK
 
 
 def run_audit(args: argparse.Namespace) -> int:
