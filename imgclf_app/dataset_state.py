@@ -25,8 +25,11 @@ SAVED_DATASET_DIR = "dataset_dir_saved"
 
 
 def default_dataset_dir() -> str:
-    """IMGCLF_DATA_DIR if set, else the shipped Fashion-MNIST sample."""
-    return os.environ.get("IMGCLF_DATA_DIR") or str(SAMPLE_DATASET)
+    """IMGCLF_DATA_DIR if set, else the folder used last (a reload or restart reopens it), else the shipped sample."""
+    if os.environ.get("IMGCLF_DATA_DIR"):
+        return os.environ["IMGCLF_DATA_DIR"]
+    recent = [folder for folder in settings.recent_dataset_folders() if Path(folder).is_dir()]
+    return recent[0] if recent else str(SAMPLE_DATASET)
 
 
 def uploaded_datasets_dir() -> Path:

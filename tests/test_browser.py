@@ -56,64 +56,160 @@ def epochs_done(page) -> int:
     return int(shown.split("/")[0]) if shown[0].isdigit() else 0
 
 
-def test_click_to_train_survives_a_reload_stops_resumes_and_finishes(tmp_path):
-    # Relative to the server's working folder (the project root), as a person would type it.
+# ---------------------------------------------------------------- journey 1: upload and classify
+
+
+def test_journey_upload_three_photos_and_a_corrupt_file_and_download_the_csv(tmp_path):
+    import csv
+
+    from PIL import Image
+    from skimage import data as skimage_data
+
+    photos = {"chelsea.jpg": skimage_data.chelsea(), "coffee.png": skimage_data.coffee(),
+              "astronaut.jpg": skimage_data.astronaut()}
+    for name, pixels in photos.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 40)
+    uploads = [str(tmp_path / name) for name in [*photos, "corrupt.jpg"]]
     environment = {"IMGCLF_DATA_DIR": str(SAMPLE.relative_to(ROOT)), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
-    with streamlit_server(environment) as url, chromium_page() as page:
-        page.goto(url + "train")
+    with streamlit_server(environment) as url, chromium_page(height=3000) as page:
+        page.goto(url + "predict")
+        page.get_by_text("Images to classify").first.wait_for(timeout=120_000)
+        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Images to classify")
+        uploader.locator('input[type="file"]').set_input_files(uploads)
+        wait_for(lambda: page.get_by_text("where the model looked for").count() == 3, "three Grad-CAM overlays")
+        wait_until_idle(page)
+        wait_until_drawn(page, expect_images=True)
+        captions = page.get_by_text("where the model looked for").all_inner_texts()
+        names = imagenet_names()
+        assert any(f"'{names[index]}'" in captions[0] for index in range(281, 286)), captions  # chelsea: a cat
+        assert "espresso" in captions[1] or "cup" in captions[1], captions  # skimage's coffee
+        errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+        assert len(errors) == 1 and errors[0].startswith("corrupt.jpg: "), errors
+        assert "Traceback" not in page.locator('[data-testid="stMain"]').inner_text()
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() == 3  # top-k confidences per photo
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "predict.png"), full_page=True)
+
+        with page.expect_download() as download:
+            page.get_by_test_id("stDownloadButton").get_by_role("button", name="Download as CSV").click()
+        rows = list(csv.DictReader(open(download.value.path(), encoding="utf-8")))
+    assert [row["image"] for row in rows] == [*photos, "corrupt.jpg"]
+    assert all(row["predicted"] and 0 < float(row["confidence"]) <= 1 and not row["error"] for row in rows[:3])
+    assert rows[0]["predicted"] in captions[0] and rows[1]["predicted"] in captions[1]
+    assert not rows[3]["predicted"] and not rows[3]["confidence"] and rows[3]["error"] in errors[0]
+
+
+def imagenet_names() -> list[str]:
+    from imgclf_core.efficientnet_lite import imagenet_class_names
+
+    return imagenet_class_names()
+
+
+# ---------------------------------------------------------------- journeys 2 and 3: train, then fix mistakes
+
+
+def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_and_retrain(tmp_path):
+    import shutil
+
+    data = Path(shutil.copytree(SAMPLE, tmp_path / "my-dataset"))
+    runs_dir = tmp_path / "runs"
+    environment = {"IMGCLF_RUNS_DIR": str(runs_dir), "IMGCLF_CONFIG_DIR": str(tmp_path / "config")}
+    with streamlit_server(environment) as url, chromium_page(height=2400) as page:
+        # Choose the folder, look at it on the Dataset page.
+        page.goto(url + "dataset")
+        folder_box = page.get_by_role("textbox", name="Dataset folder")
+        folder_box.fill(str(data))
+        folder_box.press("Enter")
+        wait_for(lambda: metric_value(page, "Images") == "2,000", "the dataset's 2,000 images")
+        assert metric_value(page, "Classes") == "10" and metric_value(page, "Skipped files") == "0"
+        wait_until_idle(page)
+        wait_until_drawn(page, expect_images=True)
+        main_area(page).screenshot(path=str(SCREENSHOTS / "dataset.png"), mask=[folder_box])
+
+        # Train it, reload mid-run, stop, resume, finish.
+        page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Train").click()
         epochs_input = page.get_by_role("spinbutton", name="Epochs", exact=True)
-        epochs_input.fill("15")
+        epochs_input.fill("6")
         epochs_input.press("Enter")
+        wait_until_idle(page)
         page.get_by_role("button", name="Start training").click()
         wait_for(lambda: metric_value(page, "State") == "running", "state running")
         wait_for(lambda: epochs_done(page) >= 2, "two finished epochs on the page")
-
-        page.reload()  # a reload is a new session: the page must find the running job by itself
+        points = chart_points(page)
+        page.reload()  # a reload is a new session: the folder is remembered and the running job found
         wait_for(lambda: metric_value(page, "State") == "running", "state running after the reload")
         assert navigation_labels(page) == ["Home", "Dataset", "Train", "Predict", "Mistakes", "Label", "Audit"]
         assert "· running" in page.locator('[data-testid="stSidebar"]').inner_text()
         seen = epochs_done(page)
         wait_for(lambda: epochs_done(page) > seen, "the page to keep updating after the reload")
-        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 2
+        wait_for(lambda: chart_points(page) > points, "the curves to grow")
         wait_until_drawn(page)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "train.png"), full_page=True)
-
+        page.screenshot(path=str(SCREENSHOTS / "train.png"), full_page=True,
+                        mask=[page.get_by_role("textbox", name="Dataset folder")])
         page.get_by_role("button", name="Stop").click()
         wait_for(lambda: metric_value(page, "State") == "stopped", "state stopped")
         stopped_at = epochs_done(page)
+        assert stopped_at < 6
         page.get_by_role("button", name="Resume").click()
         wait_for(lambda: epochs_done(page) > stopped_at, "training to continue after Resume")
         wait_for(lambda: metric_value(page, "State") == "finished", "the run to finish", timeout_s=400)
         wait_for(lambda: metric_value(page, "Validation accuracy"), "the evaluation summary")
         accuracy = float(metric_value(page, "Validation accuracy").rstrip("%"))
         assert accuracy > 60, accuracy  # 10 classes: chance is 10%
+        (run_dir,) = runs_dir.iterdir()
         wait_until_drawn(page)
-        page.screenshot(path=str(SCREENSHOTS / "train_finished.png"), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / "train_finished.png"), full_page=True,
+                        mask=[page.get_by_role("textbox", name="Dataset folder")])
+        assert page.get_by_text("Runs of this dataset").is_visible()
+        assert f"Run: {run_dir.name} · finished" in page.locator('[data-testid="stSidebar"]').inner_text()
 
-
-def test_upload_a_photo_to_the_builtin_imagenet_model_and_see_a_cat_and_its_grad_cam(tmp_path):
-    from PIL import Image
-    from skimage import data as skimage_data
-
-    from imgclf_core.efficientnet_lite import imagenet_class_names
-
-    photo = tmp_path / "chelsea.jpg"
-    Image.fromarray(skimage_data.chelsea()).save(photo, quality=92)
-    environment = {"IMGCLF_DATA_DIR": str(SAMPLE.relative_to(ROOT)), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
-    with streamlit_server(environment) as url, chromium_page(height=1400) as page:
-        page.goto(url + "predict")
-        page.get_by_text("Images to classify").first.wait_for(timeout=120_000)
-        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Images to classify")
-        uploader.locator('input[type="file"]').set_input_files(str(photo))
-        page.get_by_text("where the model looked for").first.wait_for(timeout=180_000)
+        # From that run: open the most confused cell, relabel, undo, relabel again, retrain.
+        files_before = sorted(str(path.relative_to(data)) for path in data.rglob("*.png"))
+        page.get_by_test_id("stPageLink-NavLink").filter(has_text="See the mistakes").click()
+        page.get_by_text("Images behind a confusion-matrix cell").wait_for(timeout=120_000)
+        caption = page.get_by_text("Most confused:").inner_text()
+        true_class, predicted_class = caption.split(":", 1)[1].split(",")[0].split("(")[0].strip().split(" → ")
+        wait_until_idle(page)
+        choose_option(page, page.get_by_role("combobox", name="True class"), true_class)
+        wait_until_idle(page)
+        choose_option(page, page.get_by_role("combobox", name="Predicted as"), predicted_class)
+        wait_until_idle(page)
         wait_until_drawn(page, expect_images=True)
-        caption = page.get_by_text("where the model looked for").first.inner_text()
-        names = imagenet_class_names()
-        assert any(f"'{names[index]}'" in caption for index in range(281, 286)), caption  # the domestic cats
-        assert page.locator('[data-testid="stImage"] img').count() >= 2  # the photo and its overlay
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "predict.png"), full_page=True)
+        choose_option(page, page.get_by_role("combobox", name="Relabel").first, "move to _quarantine")
+        page.get_by_text("Moved ").first.wait_for(timeout=60_000)
+        assert len(list((data / "_quarantine").glob("*.png"))) == 1
+        wait_until_idle(page)
+        page.get_by_role("button", name="Undo last move").click()
+        page.get_by_text("Undid ").first.wait_for(timeout=60_000)
+        assert sorted(str(path.relative_to(data)) for path in data.rglob("*.png")) == files_before
+        wait_until_idle(page)
+        choose_option(page, page.get_by_role("combobox", name="Relabel").first, f"move to {predicted_class}")
+        page.get_by_text("Moved ").first.wait_for(timeout=60_000)
+        moved = sorted(set(str(path.relative_to(data)) for path in data.rglob("*.png")) - set(files_before))
+        assert len(moved) == 1 and moved[0].startswith(f"{predicted_class}/"), moved
+        wait_until_idle(page)
+        wait_until_drawn(page, expect_images=True)
+        page.get_by_text("Images behind a confusion-matrix cell").scroll_into_view_if_needed()
+        main_area(page).screenshot(path=str(SCREENSHOTS / "mistakes.png"))
+
+        wait_until_idle(page)
+        page.get_by_role("button", name="Retrain with the same settings").click()
+        page.get_by_text(f"Compared with {run_dir.name}").wait_for(timeout=400_000)
+        assert metric_value(page, "Validation accuracy")
+        wait_until_idle(page)
+        wait_until_drawn(page, expect_images=True)
+        page.get_by_text(f"Compared with {run_dir.name}").scroll_into_view_if_needed()
+        main_area(page).screenshot(path=str(SCREENSHOTS / "mistakes_retrained.png"))
+    assert len(list(runs_dir.iterdir())) == 2
+
+
+def chart_points(page) -> int:
+    """How many marks the curves draw (Vega's SVG/canvas): grows as epochs and batches come in."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')]
+                .reduce((sum, chart) => sum + (chart.innerHTML.length), 0)"""
+    )
 
 
 def test_two_sessions_train_and_predict_at_once_without_getting_in_each_others_way(tmp_path):
@@ -202,34 +298,6 @@ def trained_sample(trained_template, tmp_path) -> tuple[Path, Path]:
     document["run"]["data_dir"] = str(data.resolve())
     (run_dir / "config.json").write_text(json.dumps(document))
     return data, run_dir
-
-
-def test_mistakes_relabel_undo_and_retrain_in_the_browser(trained_sample, tmp_path):
-    data, run_dir = trained_sample
-    files_before = sorted(str(path.relative_to(data)) for path in data.rglob("*.png"))
-    environment = {"IMGCLF_DATA_DIR": str(data), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
-    with streamlit_server(environment) as url, chromium_page(height=2400) as page:
-        page.goto(url + "mistakes")
-        page.get_by_text("Images behind a confusion-matrix cell").wait_for(timeout=120_000)
-        wait_until_drawn(page, expect_images=True)
-        menu = page.get_by_role("combobox", name="Relabel").first
-        choose_option(page, menu, "move to _quarantine")
-        page.get_by_text("Moved ").first.wait_for(timeout=60_000)
-        quarantined = list((data / "_quarantine").glob("*.png"))
-        assert len(quarantined) == 1
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        wait_until_drawn(page, expect_images=True)
-        main_area(page).screenshot(path=str(SCREENSHOTS / "mistakes.png"))
-
-        page.get_by_role("button", name="Undo last move").click()
-        page.get_by_text("Undid ").first.wait_for(timeout=60_000)
-        assert sorted(str(path.relative_to(data)) for path in data.rglob("*.png")) == files_before
-
-        page.get_by_role("button", name="Retrain with the same settings").click()
-        page.get_by_text(f"Compared with {run_dir.name}").wait_for(timeout=400_000)
-        assert metric_value(page, "Validation accuracy")
-        wait_until_drawn(page, expect_images=True)
-        main_area(page).screenshot(path=str(SCREENSHOTS / "mistakes_retrained.png"))
 
 
 def test_label_inbox_images_by_accepting_suggestions_in_the_browser(trained_sample, tmp_path):

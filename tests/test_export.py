@@ -324,3 +324,10 @@ def test_train_page_exports_shows_parity_and_offers_a_zip(trained_template, tmp_
     errors = [error.value for error in app.error]
     assert len(errors) == 1 and errors[0].startswith("Export failed:") and "\n" not in errors[0]
     assert [button.label for button in app.get("download_button")] == ["Download the keras export (.zip)"]
+
+
+def test_the_readme_shows_the_example_as_it_is():
+    """The README's export example is the file the tests run (everything after its docstring)."""
+    body = EXAMPLE.read_text(encoding="utf-8").split("\n", 1)[1]
+    readme = (EXAMPLE.parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"```python\n{body}```" in readme

@@ -204,6 +204,7 @@ def test_uploading_a_zip_opens_it_as_the_dataset_and_a_bad_zip_is_reported(tmp_p
 def test_recent_folders_are_remembered_and_offered(odd_dataset, tmp_path):
     app = open_page("app_pages/home.py", odd_dataset)
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # a new session, as after a restart
+    assert fresh.session_state["dataset_dir_saved"] == str(odd_dataset.resolve())  # it reopens the folder used last
     recent = fresh.sidebar.selectbox(key="recent_choice")
     assert str(odd_dataset.resolve()) in recent.options
     recent.set_value(str(odd_dataset.resolve())).run()
