@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast bench bench-training bench-predict bench-audit screenshots sample-data clean
+.PHONY: app test test-fast bench bench-refresh bench-pipeline bench-app-start bench-training bench-predict bench-audit screenshots sample-data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,17 @@ test: $(STAMP)  ## the whole test suite (slow tests included)
 test-fast: $(STAMP)  ## skip tests marked slow
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(STAMP)  ## pipeline and scan benchmarks (needs the dataset-fashion-mnist Debian package)
+bench: $(STAMP)  ## every benchmark, the ~80-min training comparison included -> docs/BENCHMARKS.md (~1 h 45 min on 2 cores)
+	$(BIN)/python bench/run_all.py --training full
+
+bench-refresh: $(STAMP)  ## every benchmark but training (kept from docs/benchmarks/results.json) -> docs/BENCHMARKS.md (~20 min)
+	$(BIN)/python bench/run_all.py --training reuse
+
+bench-pipeline: $(STAMP)  ## pipeline and scan benchmarks only (needs the dataset-fashion-mnist Debian package)
 	$(BIN)/python bench/bench_pipeline.py
+
+bench-app-start: $(STAMP)  ## app cold start to first paint in Chromium (needs Debian's chromium)
+	$(BIN)/python bench/bench_app_start.py
 
 bench-training: $(STAMP)  ## seeds' recipe vs ours to test accuracy on full Fashion-MNIST (~80 min)
 	test -d /tmp/fmnist-tree/train || $(BIN)/imgclf fashion-mnist /tmp/fmnist-tree

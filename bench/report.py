@@ -1,0 +1,573 @@
+"""Render docs/BENCHMARKS.md and the accuracy-vs-time plot from docs/benchmarks/results.json.
+
+    .venv/bin/python bench/report.py [--results docs/benchmarks/results.json]
+        [--markdown docs/BENCHMARKS.md] [--plot docs/benchmarks/accuracy_vs_time.png]
+
+bench/run_all.py calls this after its runs; run it alone to re-render without measuring anything.
+Every figure is the median (min-max) over the repeats stored in results.json; a ratio is computed
+within each run (both recipes measured in the same process) and then summarized the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Callable, Iterable
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RESULTS = ROOT / "docs" / "benchmarks" / "results.json"
+DEFAULT_MARKDOWN = ROOT / "docs" / "BENCHMARKS.md"
+DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "accuracy_vs_time.png"
+REACH_ACCURACY = 0.90  # bench_training.py's REACH_ACCURACY
+SECTIONS = ("pipeline", "training", "predict", "app_start", "audit")
+SECTION_TITLES = {
+    "pipeline": "Input pipeline throughput and dataset scan",
+    "training": "Training to test accuracy on Fashion-MNIST",
+    "predict": "Single-image predict + Grad-CAM latency",
+    "app_start": "App cold start to first paint in Chromium",
+    "audit": "Label audit: planted label errors",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers
+
+
+def stats(values: Iterable[float | None]) -> dict | None:
+    present = [value for value in values if value is not None]
+    if not present:
+        return None
+    return {"median": statistics.median(present), "min": min(present), "max": max(present), "n": len(present)}
+
+
+def number(value: float, digits: int, signed: bool = False) -> str:
+    return f"{value:+,.{digits}f}" if signed else f"{value:,.{digits}f}"
+
+
+def auto_digits(value: float) -> int:
+    """Three significant figures, at most two decimals, none above 100."""
+    magnitude = abs(value)
+    return 0 if magnitude >= 100 else 1 if magnitude >= 10 else 2
+
+
+def cell(summary: dict | None, unit: str = "", digits: int | None = None, bold: bool = False,
+         prefix: str = "", signed: bool = False) -> str:
+    """'median (min–max)' with the unit after each; just the value for one run; '–' for none."""
+    if summary is None:
+        return "–"
+    places = auto_digits(summary["median"]) if digits is None else digits
+    text = f"{prefix}{number(summary['median'], places, signed)}{unit}"
+    if bold:
+        text = f"**{text}**"
+    if summary["n"] > 1:
+        low, high = number(summary["min"], places, signed), number(summary["max"], places, signed)
+        text += f" ({low} to {high}{unit})" if signed else f" ({low}–{high}{unit})"
+    return text
+
+
+def ratio_cell(summary: dict | None, bound: bool = False, bold: bool = True) -> str:
+    if summary is None:
+        return "–"
+    return cell(summary, "×", 1, bold=bold, prefix="≥ " if bound else "")
+
+
+def percent_cell(summary: dict | None, bold: bool = False) -> str:
+    if summary is None:
+        return "–"
+    scaled = {key: value * 100 if key != "n" else value for key, value in summary.items()}
+    return cell(scaled, "%", 1, bold=bold)
+
+
+def count(summary: dict | None, default: int = 0) -> int:
+    return summary["n"] if summary else default
+
+
+def runs_of(section: dict) -> list[dict]:
+    return section.get("runs") or []
+
+
+def pick(runs: list[dict], getter: Callable[[dict], float | None]) -> dict | None:
+    values = []
+    for run in runs:
+        try:
+            values.append(getter(run))
+        except (KeyError, TypeError, IndexError, ZeroDivisionError):
+            values.append(None)
+    return stats(values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-section tables
+
+
+def pipeline_case(run: dict, name: str) -> dict:
+    for case in run["cases"]:
+        if case["name"] == name:
+            return case
+    raise KeyError(name)
+
+
+def pipeline_case_names(runs: list[dict]) -> list[str]:
+    names: list[str] = []
+    for run in runs:
+        for case in run.get("cases", []):
+            if case["name"] not in names:
+                names.append(case["name"])
+    return names
+
+
+def pipeline_summary(runs: list[dict]) -> list[dict]:
+    rows = []
+    for name in pipeline_case_names(runs):
+        for key, label in (("epoch1", "epoch 1 (ours: cold scan + decode + epoch)"), ("epoch2", "epoch 2+")):
+            images = pick(runs, lambda run: pipeline_case(run, name)["seeds"]["images"])
+            rows.append({
+                "case": name, "images": images["median"] if images else None, "label": label, "key": key,
+                "seeds": pick(runs, lambda run: pipeline_case(run, name)["seeds"][f"{key}_ips"]),
+                "ours": pick(runs, lambda run: pipeline_case(run, name)["ours"][f"{key}_ips"]),
+                "ratio": pick(runs, lambda run: pipeline_case(run, name)["ratio"][key]),
+            })
+    return rows
+
+
+def pipeline_md(section: dict) -> list[str]:
+    runs = runs_of(section)
+    out = ["Images per second, batch 32, the same files and the same augmentation (flip, ±20° rotation,",
+           "±20% zoom) for both recipes. Seeds: `ImageDataGenerator(...).flow_from_directory(...)`; ours:",
+           "`scan_dataset` + `decode_records` + `make_dataset`. Ratio = ours / seeds.", "",
+           "| case | epoch | seeds' ImageDataGenerator (img/s) | imgclf (img/s) | ratio | runs |",
+           "|---|---|---:|---:|---:|---:|"]
+    for row in pipeline_summary(runs):
+        case = f"{row['case']}, {row['images']:,.0f} images" if row["images"] else row["case"]
+        out.append(f"| {case} | {row['label']} | {cell(row['seeds'], digits=0)} | {cell(row['ours'], digits=0)} "
+                   f"| {ratio_cell(row['ratio'], bold=row['key'] == 'epoch2')} | {count(row['ratio'])} |")
+    scans = [run["scan"] for run in runs if run.get("scan")]
+    if scans:
+        files = scans[0]["files"]
+        cold = stats(scan["cold_s"] for scan in scans)
+        warm = stats(scan["warm_s"] for scan in scans)
+        again = stats(scan["warm_repeat_s"] for scan in scans)
+        speedup = stats(scan["cold_s"] / scan["warm_s"] for scan in scans)
+        out += ["", f"`scan_dataset` of the {files:,}-file tree `{scans[0]['tree']}`: cold = a fresh",
+                "`IMGCLF_CACHE_DIR` (every file read, hashed and decoded; the OS page cache is whatever it is),",
+                "warm = the same call again (from the cache), repeat = a third call. The seeds had no scan (Keras",
+                "lists the folders on every `flow_from_directory`), so the comparison is cold against warm.", "",
+                "| scan | seconds | files read | runs |", "|---|---:|---:|---:|",
+                f"| cold | {cell(cold, ' s')} | {scans[0]['cold_decoded_files']:,} | {cold['n']} |",
+                f"| warm (target < 5 s) | {cell(warm, ' s', bold=True)} | {scans[0]['warm_decoded_files']:,} "
+                f"| {warm['n']} |",
+                f"| warm, repeat | {cell(again, ' s')} | – | {again['n']} |",
+                f"| cold / warm | {ratio_cell(speedup, bold=False)} | | {speedup['n']} |"]
+    return out
+
+
+def training_recipe_stats(runs: list[dict], recipe: str) -> dict:
+    present = [run for run in runs if run.get(recipe)]
+    reached = [run[recipe]["time_to_90_s"] for run in present if run[recipe].get("time_to_90_s") is not None]
+    return {
+        "runs": len(present),
+        "reached": len(reached),
+        "time_to_90": stats(reached),
+        "trained": stats(run[recipe]["trained_s"] for run in present),
+        "epochs": stats(len(run[recipe]["epochs"]) for run in present),
+        "best": stats(run[recipe]["best_test_accuracy"] for run in present),
+        "final": stats(run[recipe]["final_test_accuracy"] for run in present),
+        "images": stats(run[recipe].get("images") for run in present),
+    }
+
+
+def time_to_90_text(recipe: dict, bold: bool = False) -> str:
+    if recipe["runs"] == 0:
+        return "–"
+    if recipe["reached"] == 0:
+        return f"not reached in {cell(recipe['epochs'], digits=0)} epochs ({cell(recipe['trained'], ' s', 0)})"
+    text = cell(recipe["time_to_90"], " s", 0, bold=bold)
+    if recipe["reached"] < recipe["runs"]:
+        text += f" (reached in {recipe['reached']} of {recipe['runs']} runs)"
+    return text
+
+
+def training_speedup(runs: list[dict]) -> tuple[dict | None, bool]:
+    values, bound = [], False
+    for run in runs:
+        speedup = run.get("speedup")
+        if speedup and speedup.get("value") is not None:
+            values.append(speedup["value"])
+            bound = bound or speedup.get("bound") == "lower"
+    return stats(values), bound
+
+
+def training_accuracy_gain(runs: list[dict], key: str) -> dict | None:
+    return pick(runs, lambda run: (run["ours"][key] - run["seeds"][key]) * 100)
+
+
+def training_md(section: dict, plot_rel: str | None) -> list[str]:
+    runs = runs_of(section)
+    seeds, ours = training_recipe_stats(runs, "seeds"), training_recipe_stats(runs, "ours")
+    speedup, bound = training_speedup(runs)
+    first = runs[0]
+    options = first.get("options", {})
+    ours_config = (first.get("ours") or {}).get("config", {})
+    training_config = ours_config.get("training", {})
+    out = []
+    if section.get("mode") == "quick":
+        out += ["> **Quick mode** (a balanced subset and a few epochs): a smoke test of the benchmark, not",
+                "> the comparison. `--training full` measures the real one.", ""]
+    out += [f"On the same files, one recipe after the other in one process: {first.get('train_images', 0):,} training "
+            f"images, {first.get('test_images', 0):,} test images. Seeds: `ImageDataGenerator` (rotation 20, zoom 0.2,"
+            f" flips) + `flow_from_directory` + `seed_cnn`, Adam, batch 32, {options.get('epochs_seeds', '?')} epochs,"
+            " all training images. Ours: exactly `imgclf train` (cold scan, a"
+            f" {ours_config.get('data', {}).get('validation_split', 0.2):.0%} validation split validated inside the"
+            f" clock, decode once, `{ours_config.get('model', {}).get('name', 'small_cnn')}`,"
+            f" {training_config.get('schedule', '?')} schedule,"
+            f" {training_config.get('epochs', '?')} epochs, checkpoints). Test accuracy is measured after"
+            " every epoch with that epoch's weights, outside the clock.", "",
+            "| | seeds' recipe | imgclf | ours vs seeds | runs |", "|---|---:|---:|---:|---:|",
+            f"| time to 90% test accuracy | {time_to_90_text(seeds)} | {time_to_90_text(ours, bold=True)} "
+            f"| {ratio_cell(speedup, bound) + ' faster' if speedup else '–'} | {count(speedup, ours['runs'])} |",
+            f"| final test accuracy | {percent_cell(seeds['final'])} | {percent_cell(ours['final'], bold=True)} "
+            f"| {cell(training_accuracy_gain(runs, 'final_test_accuracy'), ' pp', 1, signed=True)} | {ours['runs']} |",
+            f"| best test accuracy (any epoch) | {percent_cell(seeds['best'])} | {percent_cell(ours['best'])} "
+            f"| {cell(training_accuracy_gain(runs, 'best_test_accuracy'), ' pp', 1, signed=True)} | {ours['runs']} |",
+            f"| training wall time, all epochs "
+            f"| {cell(seeds['trained'], ' s', 0)} ({cell(seeds['epochs'], digits=0)} epochs) "
+            f"| {cell(ours['trained'], ' s', 0)} ({cell(ours['epochs'], digits=0)} epochs) | | {ours['runs']} |",
+            ""]
+    if bound:
+        out += ["\"≥\": the seeds' recipe never reached 90% test accuracy, so the ratio is their whole training time",
+                "over ours to 90%: a lower bound.", ""]
+    if plot_rel:
+        out += [f"![Test accuracy against wall-clock training time, both recipes]({plot_rel})", ""]
+    out += ["<details><summary>Per-epoch figures (cumulative training seconds, test accuracy)"
+            + (", first run" if len(runs) > 1 else "") + "</summary>", "",
+            "| epoch | seeds: cum. s | seeds: test acc. | ours: cum. s | ours: test acc. |",
+            "|---:|---:|---:|---:|---:|"]
+    seeds_rows = (first.get("seeds") or {}).get("epochs", [])
+    ours_rows = (first.get("ours") or {}).get("epochs", [])
+    for index in range(max(len(seeds_rows), len(ours_rows))):
+        left = (f"{seeds_rows[index]['cum_s']:,.0f} | {seeds_rows[index]['test_accuracy']:.4f}"
+                if index < len(seeds_rows) else " | ")
+        right = (f"{ours_rows[index]['cum_s']:,.0f} | {ours_rows[index]['test_accuracy']:.4f}"
+                 if index < len(ours_rows) else " | ")
+        out.append(f"| {index + 1} | {left} | {right} |")
+    out += ["", "</details>"]
+    return out
+
+
+PREDICT_MODELS = {
+    "efficientnet_lite0_224": "`efficientnet_lite0` (ImageNet), 224 px",
+    "small_cnn_32": "`small_cnn`, 32 px",
+}
+
+
+def predict_md(section: dict) -> list[str]:
+    runs = runs_of(section)
+    models = [name for name in PREDICT_MODELS if any(name in run for run in runs)]
+    models += [name for run in runs for name in run if name not in models]
+    out = ["Median of warm single-image calls within each run (`--calls`, default 50), then the median (min–max)",
+           "of those over the runs. Ours: `Predictor.predict_arrays` and `Predictor.explain` (one compiled",
+           "`tf.function` returning probabilities and heatmap). keras-io: `model.predict(x)`, and the",
+           "\"Grad-CAM class activation visualization\" example as written (`model.predict`, then",
+           "`make_gradcam_heatmap`, which builds the gradient model on every call and runs it eagerly).",
+           "Ratio = keras-io / ours.", "",
+           "| model | call | keras-io recipe | imgclf | ratio | runs |", "|---|---|---:|---:|---:|---:|"]
+    for name in models:
+        label = PREDICT_MODELS.get(name, f"`{name}`")
+        for call, ours_key, theirs_key, ratio_key in (
+            ("predict", "ours_predict_ms", "keras_io_predict_ms", "speedup_predict"),
+            ("predict + Grad-CAM", "ours_predict_gradcam_ms", "keras_io_predict_gradcam_ms", "speedup_predict_gradcam"),
+        ):
+            theirs = pick(runs, lambda run: run[name][theirs_key])
+            ours = pick(runs, lambda run: run[name][ours_key])
+            ratio = pick(runs, lambda run: run[name][ratio_key])
+            gradcam = "Grad-CAM" in call
+            out.append(f"| {label} | {call} | {cell(theirs, ' ms')} | {cell(ours, ' ms', bold=gradcam)} "
+                       f"| {ratio_cell(ratio, bold=gradcam)} | {ratio['n'] if ratio else 0} |")
+            label = ""
+    diagnostics = []
+    for name in models:
+        eager = pick(runs, lambda run: run[name]["eager_call_ms"])
+        once = pick(runs, lambda run: run[name]["keras_io_gradcam_model_built_once_ms"])
+        if eager and once:
+            diagnostics.append(f"{PREDICT_MODELS.get(name, name)}: eager `model(x)` {cell(eager, ' ms')}, keras-io"
+                               f" Grad-CAM with its gradient model built once {cell(once, ' ms')}")
+    if diagnostics:
+        out += ["", "Diagnostics from the same runs: " + "; ".join(diagnostics) + "."]
+    return out
+
+
+APP_ROWS = [
+    ("home", "health_s", "process start → `/_stcore/health` answers"),
+    ("home", "goto_first_paint_s", "`page.goto` → Home painted"),
+    ("home", "first_paint_s", "**process start → Home painted**"),
+    ("home", "drawn_s", "process start → Home drawn (chart, 40 thumbnails)"),
+    ("train_after_home", "first_paint_s", "click *Train* in the sidebar → Train painted"),
+    ("train_after_home", "drawn_s", "click *Train* in the sidebar → Train drawn"),
+    ("train_cold", "first_paint_s", "**fresh process → Train painted** (direct URL)"),
+    ("train_cold", "drawn_s", "fresh process → Train drawn (direct URL)"),
+]
+
+
+def app_start_md(section: dict) -> list[str]:
+    repeats = [repeat for run in runs_of(section) for repeat in run.get("repeats", [])]
+    out = ["Each repeat is a first-time user: a fresh `python -m streamlit run app.py` process, new empty",
+           "`IMGCLF_RUNS_DIR`/`IMGCLF_CONFIG_DIR`/`IMGCLF_DATA_HOME`/`IMGCLF_CACHE_DIR` (so the 2,000 sample",
+           "images are scanned and thumbnailed from scratch), `IMGCLF_DATA_DIR=sample_data/fashion_mnist`,",
+           "and a Chromium already running. *Painted*: the sidebar navigation and the page title visible,",
+           "no skeleton left. *Drawn*: the page's last element there, the script run ended, every image",
+           "loaded and every chart drawn. The seeds had no app, so there is no ratio.", "",
+           "| from → to | seconds | repeats |", "|---|---:|---:|"]
+    for case, key, label in APP_ROWS:
+        summary = stats(repeat[case][key] for repeat in repeats if repeat.get(case))
+        out.append(f"| {label} | {cell(summary, ' s')} | {summary['n'] if summary else 0} |")
+    return out
+
+
+def audit_md(section: dict) -> list[str]:
+    runs = runs_of(section)
+    first = runs[0]
+    share = first["planted"] / first["images"] if first.get("images") else 0
+    out = [f"`bench_audit.py` copies the sample images ({first['images']:,}), moves {first['planted']} of them"
+           f" ({share:.0%}) into a random wrong class and runs `audit_dataset` on the copy with a fresh embedding"
+           " cache (so the cold time includes embedding every image with the built-in ImageNet model).",
+           "Precision and recall of the planted errors among the first *k* suspects. No seeds' counterpart.", "",
+           "| | value | runs |", "|---|---:|---:|",
+           f"| audit, cold (embedding every image) | {cell(pick(runs, lambda r: r['cold_s']), ' s')} | {len(runs)} |",
+           f"| audit, warm (embeddings cached) | {cell(pick(runs, lambda r: r['warm_s']), ' s')} | {len(runs)} |"]
+    for key, label in (("k_planted", "first {k} suspects (k = planted)"),
+                       ("k_10pct", "first {k} suspects (10% of the images)")):
+        k = first[key]["k"]
+        precision = pick(runs, lambda r: r[key]["precision"])
+        recall = pick(runs, lambda r: r[key]["recall"])
+        out.append(f"| {label.format(k=k)}: precision | {percent_cell(precision)} | {len(runs)} |")
+        out.append(f"| {label.format(k=k)}: recall | {percent_cell(recall, bold=key == 'k_10pct')} | {len(runs)} |")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Overview, machine, the whole page
+
+
+def overview_rows(sections: dict) -> list[str]:
+    rows = []
+    pipeline = sections.get("pipeline")
+    if pipeline and runs_of(pipeline):
+        for row in pipeline_summary(runs_of(pipeline)):
+            if row["key"] == "epoch2":
+                rows.append(f"| pipeline throughput, epoch 2+, {row['case']} (img/s) | {cell(row['seeds'], digits=0)} "
+                            f"| {cell(row['ours'], digits=0)} | {ratio_cell(row['ratio'])} | {count(row['ratio'])} |")
+        scans = [run["scan"] for run in runs_of(pipeline) if run.get("scan")]
+        if scans:
+            cold = stats(scan["cold_s"] for scan in scans)
+            warm = stats(scan["warm_s"] for scan in scans)
+            rows.append(f"| scan of {scans[0]['files']:,} files, cold / warm (s) | (none) | {cell(cold, ' s')} / "
+                        f"{cell(warm, ' s', bold=True)} | – | {warm['n']} |")
+    training = sections.get("training")
+    if training and runs_of(training):
+        runs = runs_of(training)
+        seeds, ours = training_recipe_stats(runs, "seeds"), training_recipe_stats(runs, "ours")
+        speedup, bound = training_speedup(runs)
+        quick = " **(quick mode)**" if training.get("mode") == "quick" else ""
+        rows.append(f"| time to 90% test accuracy, Fashion-MNIST{quick} | {time_to_90_text(seeds)} "
+                    f"| {time_to_90_text(ours)} | {ratio_cell(speedup, bound)} | {count(speedup, len(runs))} |")
+        gain = training_accuracy_gain(runs, "final_test_accuracy")
+        rows.append(f"| final test accuracy, Fashion-MNIST{quick} | {percent_cell(seeds['final'])} "
+                    f"| {percent_cell(ours['final'])} | {cell(gain, ' pp', 1, bold=True, signed=True)} "
+                    f"| {ours['runs']} |")
+    predict = sections.get("predict")
+    if predict and runs_of(predict):
+        for name, label in PREDICT_MODELS.items():
+            runs = [run for run in runs_of(predict) if name in run]
+            if runs:
+                theirs = pick(runs, lambda r: r[name]["keras_io_predict_gradcam_ms"])
+                ours_ms = pick(runs, lambda r: r[name]["ours_predict_gradcam_ms"])
+                rows.append(f"| predict + Grad-CAM, {label} | {cell(theirs, ' ms')} | {cell(ours_ms, ' ms')} "
+                            f"| {ratio_cell(pick(runs, lambda r: r[name]['speedup_predict_gradcam']))} | {len(runs)} |")
+    app = sections.get("app_start")
+    if app and runs_of(app):
+        repeats = [repeat for run in runs_of(app) for repeat in run.get("repeats", [])]
+        home = stats(repeat["home"]["first_paint_s"] for repeat in repeats)
+        train = stats(repeat["train_cold"]["first_paint_s"] for repeat in repeats)
+        rows.append(f"| app cold start to first paint, Home / Train (s) | (no app) "
+                    f"| {cell(home, ' s')} / {cell(train, ' s')} | – | {home['n']} |")
+    audit = sections.get("audit")
+    if audit and runs_of(audit):
+        runs = runs_of(audit)
+        rows.append(f"| label audit: planted errors among the first 10% of suspects (recall) | (none) "
+                    f"| {percent_cell(pick(runs, lambda r: r['k_10pct']['recall']))} | – | {len(runs)} |")
+    return rows
+
+
+def machine_md(machine: dict) -> list[str]:
+    packages = machine.get("packages", {})
+    versions = ", ".join(f"{name} {version}" for name, version in packages.items() if version)
+    lines = [f"- CPU: {machine.get('cpu_model', '?')}, {machine.get('cpus', '?')} logical cores"
+             f" ({machine.get('cpus_usable', '?')} usable by this process), {machine.get('arch', '?')}",
+             f"- RAM: {machine.get('ram_gib', '?')} GiB; GPU: {machine.get('gpu', 'none')}",
+             f"- OS: {machine.get('os', '?')} (kernel {machine.get('kernel', '?')})",
+             f"- Python {machine.get('python', '?')}; {versions}"]
+    if machine.get("chromium"):
+        lines.append(f"- Browser: {machine['chromium']} (headless, `--disable-gpu`)")
+    return lines
+
+
+def section_header(name: str, section: dict) -> list[str]:
+    runs = runs_of(section)
+    when = (section.get("finished") or "?")[:16].replace("T", " ")
+    lines = [f"## {SECTION_TITLES[name]}", ""]
+    meta = [f"{len(runs)} run{'s' if len(runs) != 1 else ''}", f"finished {when} UTC"]
+    if section.get("wall_s"):
+        meta.append(f"{section['wall_s'] / 60:.1f} min in all")
+    if section.get("load_before"):
+        loads = ", ".join(f"{value:.1f}" for value in section["load_before"])
+        meta.append(f"1-min load average before each run: {loads}")
+    lines.append("*" + "; ".join(meta) + ".*")
+    lines.append("")
+    if section.get("note"):
+        lines += [f"> {section['note']}", ""]
+    if section.get("failed_runs"):
+        lines += [f"> {section['failed_runs']} run(s) of this section failed and are not counted.", ""]
+    lines += ["Reproduce this section (it is merged into `docs/benchmarks/results.json`):", "", "```bash",
+              section.get("run_all_command", "?"), "```", "", "One run of it:", "", "```bash",
+              section.get("command", "?"), "```", ""]
+    return lines
+
+
+def render_markdown(results: dict, plot_rel: str | None, results_rel: str = "benchmarks/results.json") -> str:
+    sections = results.get("sections", {})
+    machine = results.get("machine", {})
+    out = ["# Benchmarks", "",
+           "<!-- Generated by bench/run_all.py (bench/report.py) from docs/benchmarks/results.json;"
+           " do not edit by hand. -->",
+           "",
+           f"Rendered {results.get('updated', '?')[:16].replace('T', ' ')} UTC from"
+           f" [`{results_rel}`]({results_rel}) (every raw figure, the command lines and the"
+           " machine of each section). Each figure is the **median (min–max) over repeated runs**; the number"
+           " of runs is in the last column. A ratio is taken within one run (both recipes in the same process,"
+           " on the same files) and then summarized the same way; ratios are always \"how many times better"
+           " ours is\": throughput ours / seeds, time seeds / ours.", "",
+           "The machine of the latest `run_all.py` (each section records its own in `results.json`):", ""]
+    out += machine_md(machine)
+    out += ["", "Reproduce everything, the 80-minute training comparison included (`make bench`, about 1 h 45 min"
+            " on 2 cores):", "", "```bash",
+            ".venv/bin/python bench/run_all.py --training full", "```", "",
+            "or everything but the training comparison, which is then kept from `results.json` as it is"
+            " (`make bench-refresh`, about 20 min):", "",
+            "```bash", ".venv/bin/python bench/run_all.py --training reuse", "```", "",
+            "`--only pipeline,predict,app_start,audit,training` refreshes some sections and keeps the others."
+            " The pipeline and training benchmarks need Debian's `dataset-fashion-mnist` (the 70,000-file tree is"
+            " written to `/tmp/fmnist-tree` first if missing); the app benchmark needs Debian's `chromium`.", "",
+            "**Caveats.** CPU timings on a small shared machine swing 2–4× between runs (other processes,"
+            " thermal and frequency changes, the OS page cache): compare the ratios measured within one run,"
+            " not absolute numbers across runs or machines. The min–max ranges show how much a figure moved"
+            " over the repeats here. The training comparison is one long run unless said otherwise.", "",
+            "## At a glance", "",
+            "| comparison | seeds' recipe | imgclf | ours vs seeds | runs |", "|---|---:|---:|---:|---:|"]
+    out += overview_rows(sections) or ["| (nothing measured yet) | | | | |"]
+    missing = [name for name in SECTIONS if name not in sections or not runs_of(sections[name])]
+    if missing:
+        out += ["", "Not measured yet: " + ", ".join(f"`{name}`" for name in missing)
+                + f" (`.venv/bin/python bench/run_all.py --only {','.join(missing)}`)."]
+    renderers = {"pipeline": pipeline_md, "predict": predict_md, "app_start": app_start_md, "audit": audit_md,
+                 "training": lambda section: training_md(section, plot_rel)}
+    for name in SECTIONS:
+        section = sections.get(name)
+        if not section or not runs_of(section):
+            continue
+        out += [""] + section_header(name, section)
+        section_machine = section.get("machine") or {}
+        identity = ("cpu_model", "cpus")
+        if section_machine.get("cpu_model") and machine.get("cpu_model") and (
+                [section_machine.get(key) for key in identity] != [machine.get(key) for key in identity]):
+            out += [f"> Measured on a different machine: {section_machine.get('cpu_model')}, "
+                    f"{section_machine.get('cpus')} cores.", ""]
+        out += renderers[name](section)
+    return "\n".join(out).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Plot
+
+
+def plot_training(section: dict, path: Path) -> bool:
+    """Test accuracy against cumulative training seconds, both recipes; False if there is nothing to plot."""
+    runs = [run for run in runs_of(section) if run.get("seeds") or run.get("ours")]
+    if not runs:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    colors = {"seeds": "#d95f02", "ours": "#1b6ac9"}
+    labels = {"seeds": "seeds' recipe (ImageDataGenerator + seed_cnn)", "ours": "imgclf (imgclf train defaults)"}
+    figure, axes = plt.subplots(figsize=(9, 5.2), dpi=110)
+    for recipe in ("seeds", "ours"):
+        for number, run in enumerate(runs):
+            rows = (run.get(recipe) or {}).get("epochs") or []
+            if not rows:
+                continue
+            seconds = [row["cum_s"] for row in rows]
+            accuracy = [row["test_accuracy"] for row in rows]
+            reached = run[recipe].get("time_to_90_s")
+            if reached is None:
+                outcome = f"{len(rows)} epochs, never 90% (best {max(accuracy):.1%})"
+            else:
+                outcome = f"90% after {reached:,.0f} s (epoch {run[recipe].get('reached_90_epoch')})"
+                if number == 0:
+                    axes.axvline(reached, color=colors[recipe], linestyle=":", linewidth=1)
+            axes.plot(seconds, accuracy, marker="o", markersize=3.5, linewidth=1.6, color=colors[recipe],
+                      alpha=1.0 if number == 0 else 0.45,
+                      label=f"{labels[recipe]}: {outcome}" if number == 0 else None)
+    axes.axhline(REACH_ACCURACY, color="0.35", linestyle="--", linewidth=1, label="90% test accuracy")
+    axes.set_xlabel("wall-clock training time, s (each recipe's setup included, test measurement excluded)")
+    axes.set_ylabel("test accuracy (10,000 Fashion-MNIST test images)")
+    first = runs[0]
+    modes = {"quick": "quick mode", "full": "full run"}
+    mode = modes.get(section.get("mode"), section.get("mode", ""))
+    when = (section.get("finished") or "")[:10]
+    repeats = f", {len(runs)} runs (first solid)" if len(runs) > 1 else ", 1 run"
+    axes.set_title(f"Fashion-MNIST: test accuracy vs training time ({mode}, {first.get('train_images', 0):,} "
+                   f"training images, {when}{repeats})", fontsize=10)
+    axes.set_xlim(left=0)
+    axes.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    top = axes.secondary_xaxis("top", functions=(lambda s: s / 60, lambda m: m * 60))
+    top.set_xlabel("minutes", fontsize=9)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="best", fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return True
+
+
+def render(results_path: Path, markdown_path: Path, plot_path: Path) -> None:
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    training = results.get("sections", {}).get("training")
+    plot_rel = None
+    if training and plot_training(training, plot_path):
+        plot_rel = os.path.relpath(plot_path, markdown_path.parent).replace(os.sep, "/")
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    results_rel = os.path.relpath(results_path, markdown_path.parent).replace(os.sep, "/")
+    markdown_path.write_text(render_markdown(results, plot_rel, results_rel), encoding="utf-8")
+    print(f"wrote {markdown_path}" + (f" and {plot_path}" if plot_rel else ""), file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--markdown", type=Path, default=DEFAULT_MARKDOWN)
+    parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
+    args = parser.parse_args(argv)
+    render(args.results, args.markdown, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
