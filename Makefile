@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast bench bench-refresh bench-pipeline bench-app-start bench-training bench-predict bench-audit screenshots sample-data clean
+.PHONY: app test test-fast bench bench-refresh bench-pipeline bench-app-start bench-memory bench-training bench-predict bench-audit screenshots sample-data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench-pipeline: $(STAMP)  ## pipeline and scan benchmarks only (needs the datase
 
 bench-app-start: $(STAMP)  ## app cold start to first paint in Chromium (needs Debian's chromium)
 	$(BIN)/python bench/bench_app_start.py
+
+bench-memory: $(STAMP)  ## server RSS over 500 upload+predict round trips in one browser session (Debian's chromium; ~25 min)
+	$(BIN)/python bench/bench_memory.py --json bench/out/bench_memory.json
 
 bench-training: $(STAMP)  ## seeds' recipe vs ours to test accuracy on full Fashion-MNIST (~80 min)
 	test -d /tmp/fmnist-tree/train || $(BIN)/imgclf fashion-mnist /tmp/fmnist-tree

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ class ImageDecodeError(ValueError):
     """A file that is not a usable image; `reason` is one of the module's reason strings."""
 
     def __init__(self, reason: str, detail: str = ""):
+        # Details quote file contents (a format brand, a decoder message): keep the message one printable line.
+        detail = "".join(character if character.isprintable() else "?" for character in detail)
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
@@ -73,7 +76,11 @@ def read_image_bytes(source: ImageSource, max_bytes: int = DEFAULT_MAX_BYTES) ->
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
-            size = path.stat().st_size
+            status = path.stat()
+            if not stat.S_ISREG(status.st_mode):
+                # A FIFO blocks the read forever and /dev/zero never ends: only regular files are read.
+                raise ImageDecodeError(UNREADABLE, "not a regular file")
+            size = status.st_size
             if size > max_bytes:
                 raise ImageDecodeError(FILE_TOO_LARGE, f"{size} bytes, limit {max_bytes}")
             data = path.read_bytes()
@@ -250,7 +257,10 @@ def _to_8bit(image: Image.Image) -> Image.Image:
         scaled = np.clip(np.round(values / full_scale * 255.0), 0, 255).astype(np.uint8)
         return Image.fromarray(scaled)
     if image.mode == "F":
-        values = np.asarray(image).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # a signalling NaN warns on the float64 cast alone
+            values = np.asarray(image).astype(np.float64)
+        # Float files may hold NaN (no data, or damaged bytes): casting NaN to uint8 is undefined, so it becomes 0.
+        values[np.isnan(values)] = 0.0
         if values.max(initial=0) <= 1.0:
             values = values * 255.0
         return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8))
