@@ -47,7 +47,7 @@ bench-predict: $(STAMP)  ## warm single-image predict + Grad-CAM latency vs the 
 bench-audit: $(STAMP)  ## plant 5% label errors in a copy of the sample data; precision/recall of the audit
 	$(BIN)/python bench/bench_audit.py --json bench/out/bench_audit.json
 
-screenshots: $(STAMP)  ## README screenshots of the Home and Dataset pages (needs Debian's chromium)
+screenshots: $(STAMP)  ## the README's Home screenshot (the other pages': the browser tests) (needs Debian's chromium)
 	$(BIN)/python scripts/screenshot_pages.py
 
 sample-data: $(STAMP)  ## rebuild sample_data/ from Debian's dataset-fashion-mnist

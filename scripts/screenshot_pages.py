@@ -3,8 +3,8 @@
     .venv/bin/python scripts/screenshot_pages.py [--data sample_data/fashion_mnist]
 
 Starts `streamlit run app.py` on 127.0.0.1, waits for each page to finish drawing, and writes
-docs/screenshots/<page>.png. (The Train page's screenshot comes from the browser test, which
-trains a real run: tests/test_browser.py.)
+docs/screenshots/home.png. (The other pages' screenshots come from the browser tests, which
+drive them with real runs and uploads: tests/test_browser.py.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 from streamlit_browser import ROOT, chromium_page, streamlit_server, wait_until_drawn
 
 # page url path -> (file name, text that appears once the page has drawn)
-PAGES = {"": ("home", "Images per class"), "dataset": ("dataset", "#8")}  # "#8": the last preview caption
+PAGES = {"": ("home", "Images per class")}
 
 
 def main() -> int:

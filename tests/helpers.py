@@ -48,3 +48,23 @@ def shapes_tree(root: Path, per_class: int = 20, size: int = 16, counts: dict[st
                 pixels[low + 2:high - 2, low + 2:high - 2] = 30
             Image.fromarray(pixels).save(root / label / f"{number:03d}.png")
     return root
+
+
+def train_tiny_shapes_run(base: Path, epochs: int) -> tuple[Path, Path]:
+    """(run folder, dataset) of a small_cnn trained for `epochs` on 16 px grey shapes (12 per class)."""
+    from imgclf_core import runs
+    from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
+    from imgclf_core.training import train_run
+
+    data = shapes_tree(base / "data", per_class=12)
+    run_dir = base / "runs" / "20260101-000000-small_cnn"
+    run_dir.mkdir(parents=True)
+    runs.write_run_config(run_dir, RunConfig(
+        data_dir=str(data.resolve()),
+        data=DataConfig(image_size=16, color_mode="grayscale", batch_size=8, validation_split=0.5),
+        augmentation=NO_AUGMENTATION,
+        model=ModelConfig(name="small_cnn"),
+        training=TrainingConfig(epochs=epochs, progress_every_batches=1),
+    ))
+    assert train_run(run_dir) == runs.FINISHED
+    return run_dir, data

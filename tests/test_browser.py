@@ -125,16 +125,13 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         assert metric_value(page, "Classes") == "10" and metric_value(page, "Skipped files") == "0"
         wait_until_idle(page)
         wait_until_drawn(page, expect_images=True)
-        main_area(page).screenshot(path=str(SCREENSHOTS / "dataset.png"), mask=[folder_box])
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        main_area(page).screenshot(path=str(SCREENSHOTS / "dataset.png"),
+                                   mask=[folder_box, page.get_by_text(str(data))])  # a temporary path
 
         # Train it, reload mid-run, stop, resume, finish.
         page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Train").click()
-        epochs_input = page.get_by_role("spinbutton", name="Epochs", exact=True)
-        epochs_input.fill("6")
-        epochs_input.press("Enter")
-        wait_until_idle(page)
-        page.get_by_role("button", name="Start training").click()
-        wait_for(lambda: metric_value(page, "State") == "running", "state running")
+        start_training(page, epochs=6)
         wait_for(lambda: epochs_done(page) >= 2, "two finished epochs on the page")
         points = chart_points(page)
         page.reload()  # a reload is a new session: the folder is remembered and the running job found
@@ -204,6 +201,16 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
     assert len(list(runs_dir.iterdir())) == 2
 
 
+def start_training(page, epochs: int) -> None:
+    """On the Train page: set the epochs, press Start training, wait until the run is running."""
+    epochs_input = page.get_by_role("spinbutton", name="Epochs", exact=True)
+    epochs_input.fill(str(epochs))
+    epochs_input.press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    wait_for(lambda: metric_value(page, "State") == "running", "the run to start")
+
+
 def chart_points(page) -> int:
     """How many marks the curves draw (Vega's SVG/canvas): grows as epochs and batches come in."""
     return page.evaluate(
@@ -226,12 +233,7 @@ def test_two_sessions_train_and_predict_at_once_without_getting_in_each_others_w
     with streamlit_server(environment) as url, chromium_page(height=1400) as trainer:
         predictor = trainer.context.browser.new_page(viewport={"width": 1400, "height": 1400})
         trainer.goto(url + "train")
-        epochs_input = trainer.get_by_role("spinbutton", name="Epochs", exact=True)
-        epochs_input.fill("6")
-        epochs_input.press("Enter")
-        wait_until_idle(trainer)
-        trainer.get_by_role("button", name="Start training").click()
-        wait_for(lambda: metric_value(trainer, "State") == "running", "session A's run to start")
+        start_training(trainer, epochs=6)
 
         predictor.goto(url + "predict")
         predictor.get_by_text("Images to classify").first.wait_for(timeout=120_000)

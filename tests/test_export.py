@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SHAPES, shapes_tree
+from helpers import SHAPES, train_tiny_shapes_run
 from PIL import Image
 from test_pages import open_page
 
 from imgclf_app.export_view import export_zip
 
 from imgclf_core import cli, export, runs
-from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
 from imgclf_core.export import ExportError, ExportParityError, export_run
 from imgclf_core.mistakes import read_run_predictions
 
@@ -37,21 +36,7 @@ WITHOUT_IMGCLF = (
 @pytest.fixture(scope="module")
 def trained_template(tmp_path_factory) -> Path:
     """A small_cnn run trained for 3 epochs on 16 px grayscale shapes: trained once per module."""
-    from imgclf_core.training import train_run
-
-    base = tmp_path_factory.mktemp("export-template")
-    data = shapes_tree(base / "data", per_class=12)
-    run_dir = base / "runs" / "20260101-000000-small_cnn"
-    run_dir.mkdir(parents=True)
-    config = RunConfig(
-        data_dir=str(data.resolve()),
-        data=DataConfig(image_size=16, color_mode="grayscale", batch_size=8, validation_split=0.5),
-        augmentation=NO_AUGMENTATION,
-        model=ModelConfig(name="small_cnn"),
-        training=TrainingConfig(epochs=3, progress_every_batches=1),
-    )
-    runs.write_run_config(run_dir, config)
-    assert train_run(run_dir) == runs.FINISHED
+    run_dir, _ = train_tiny_shapes_run(tmp_path_factory.mktemp("export-template"), epochs=3)
     return run_dir
 
 

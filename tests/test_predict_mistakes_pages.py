@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import SHAPES, png_bytes, shapes_tree
+from helpers import SHAPES, png_bytes, shapes_tree, train_tiny_shapes_run
 from test_pages import metrics, open_page
 
 from imgclf_core import runs
-from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
 from imgclf_core.relabel import RelabelJournal
 
 pytestmark = pytest.mark.slow
@@ -20,22 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def trained_template(tmp_path_factory) -> tuple[Path, Path]:
     """(run folder, dataset) of a small_cnn trained for 2 epochs on 16 px shapes: trained once per module."""
-    from imgclf_core.training import train_run
-
-    base = tmp_path_factory.mktemp("template")
-    data = shapes_tree(base / "data", per_class=12)
-    run_dir = base / "runs" / "20260101-000000-small_cnn"
-    run_dir.mkdir(parents=True)
-    config = RunConfig(
-        data_dir=str(data.resolve()),
-        data=DataConfig(image_size=16, color_mode="grayscale", batch_size=8, validation_split=0.5),
-        augmentation=NO_AUGMENTATION,
-        model=ModelConfig(name="small_cnn"),
-        training=TrainingConfig(epochs=2, progress_every_batches=1),
-    )
-    runs.write_run_config(run_dir, config)
-    assert train_run(run_dir) == runs.FINISHED
-    return run_dir, data
+    return train_tiny_shapes_run(tmp_path_factory.mktemp("template"), epochs=2)
 
 
 @pytest.fixture
