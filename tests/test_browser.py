@@ -144,22 +144,26 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         wait_until_drawn(page)
         page.screenshot(path=str(SCREENSHOTS / "train.png"), full_page=True,
                         mask=[page.get_by_role("textbox", name="Dataset folder")])
+        wait_until_idle(page)
         page.get_by_role("button", name="Stop").click()
         wait_for(lambda: metric_value(page, "State") == "stopped", "state stopped")
         stopped_at = epochs_done(page)
         assert stopped_at < 6
+        wait_until_idle(page)  # the page redraws once the run has stopped: a click during that is lost
         page.get_by_role("button", name="Resume").click()
-        wait_for(lambda: epochs_done(page) > stopped_at, "training to continue after Resume")
+        wait_for(lambda: epochs_done(page) > stopped_at, "training to continue after Resume", timeout_s=400)
         wait_for(lambda: metric_value(page, "State") == "finished", "the run to finish", timeout_s=400)
         wait_for(lambda: metric_value(page, "Validation accuracy"), "the evaluation summary")
         accuracy = float(metric_value(page, "Validation accuracy").rstrip("%"))
         assert accuracy > 60, accuracy  # 10 classes: chance is 10%
         (run_dir,) = runs_dir.iterdir()
+        wait_until_idle(page)  # the page redraws in full when the run ends
+        page.get_by_text("Runs of this dataset").wait_for(timeout=60_000)
+        sidebar = page.locator('[data-testid="stSidebar"]')
+        wait_for(lambda: f"Run: {run_dir.name} · finished" in sidebar.inner_text(), "the run listed as finished")
         wait_until_drawn(page)
         page.screenshot(path=str(SCREENSHOTS / "train_finished.png"), full_page=True,
                         mask=[page.get_by_role("textbox", name="Dataset folder")])
-        assert page.get_by_text("Runs of this dataset").is_visible()
-        assert f"Run: {run_dir.name} · finished" in page.locator('[data-testid="stSidebar"]').inner_text()
 
         # From that run: open the most confused cell, relabel, undo, relabel again, retrain.
         files_before = sorted(str(path.relative_to(data)) for path in data.rglob("*.png"))
@@ -258,8 +262,9 @@ def main_area(page):
 
 
 def choose_option(page, select, option: str) -> None:
-    """Open a Streamlit selectbox and click one of its options."""
+    """Open a Streamlit selectbox, type to filter (its list only draws the options in view), click the option."""
     select.click()
+    page.keyboard.type(option)
     page.get_by_role("option", name=option, exact=True).click()
 
 
