@@ -22,10 +22,10 @@ test: $(STAMP)  ## the whole test suite (slow tests included)
 test-fast: $(STAMP)  ## skip tests marked slow
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(STAMP)  ## every benchmark, the ~80-min training comparison included -> docs/BENCHMARKS.md (~1 h 45 min on 2 cores)
+bench: $(STAMP)  ## every benchmark, the ~80-min training comparison included -> docs/BENCHMARKS.md (~2 h on 2 cores)
 	$(BIN)/python bench/run_all.py --training full
 
-bench-refresh: $(STAMP)  ## every benchmark but training (kept from docs/benchmarks/results.json) -> docs/BENCHMARKS.md (~20 min)
+bench-refresh: $(STAMP)  ## every benchmark but training (kept from docs/benchmarks/results.json) -> docs/BENCHMARKS.md (~30 min)
 	$(BIN)/python bench/run_all.py --training reuse
 
 bench-pipeline: $(STAMP)  ## pipeline and scan benchmarks only (needs the dataset-fashion-mnist Debian package)

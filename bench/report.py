@@ -452,11 +452,11 @@ def render_markdown(results: dict, plot_rel: str | None, results_rel: str = "ben
            " ours is\": throughput ours / seeds, time seeds / ours.", "",
            "The machine of the latest `run_all.py` (each section records its own in `results.json`):", ""]
     out += machine_md(machine)
-    out += ["", "Reproduce everything, the 80-minute training comparison included (`make bench`, about 1 h 45 min"
+    out += ["", "Reproduce everything, the 80-minute training comparison included (`make bench`, about 2 h"
             " on 2 cores):", "", "```bash",
             ".venv/bin/python bench/run_all.py --training full", "```", "",
             "or everything but the training comparison, which is then kept from `results.json` as it is"
-            " (`make bench-refresh`, about 20 min):", "",
+            " (`make bench-refresh`, about 30 min on 2 cores):", "",
             "```bash", ".venv/bin/python bench/run_all.py --training reuse", "```", "",
             "`--only pipeline,predict,app_start,audit,training` refreshes some sections and keeps the others."
             " The pipeline and training benchmarks need Debian's `dataset-fashion-mnist` (the 70,000-file tree is"
