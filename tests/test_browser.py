@@ -237,7 +237,7 @@ def test_two_sessions_train_and_predict_at_once_without_getting_in_each_others_w
     with streamlit_server(environment) as url, chromium_page(height=1400) as trainer:
         predictor = trainer.context.browser.new_page(viewport={"width": 1400, "height": 1400})
         trainer.goto(url + "train")
-        start_training(trainer, epochs=6)
+        start_training(trainer, epochs=12)  # long enough to still be training when B has its answer
 
         predictor.goto(url + "predict")
         predictor.get_by_text("Images to classify").first.wait_for(timeout=120_000)
@@ -250,7 +250,7 @@ def test_two_sessions_train_and_predict_at_once_without_getting_in_each_others_w
         assert runs.read_status(run_dir)["state"] == runs.RUNNING  # B's answer came while A was training
 
         wait_for(lambda: metric_value(trainer, "State") == "finished", "session A's run to finish", timeout_s=400)
-        assert [row["epoch"] for row in runs.read_history(run_dir)] == list(range(1, 7))
+        assert [row["epoch"] for row in runs.read_history(run_dir)] == list(range(1, 13))
         assert predictor.get_by_text("where the model looked for").first.inner_text() == caption  # B untouched
         assert not trainer.locator('[data-testid="stException"]').count()
         assert not predictor.locator('[data-testid="stException"]').count()
