@@ -14,7 +14,7 @@ from imgclf_app.views import in_columns
 from imgclf_core.config import DataConfig
 from imgclf_core.dataset import DatasetIndex
 from imgclf_core.relabel import RelabelJournal
-from imgclf_core.split import split_by_content_hash
+from imgclf_core.split import split_records
 
 GALLERY_COLUMNS = 4
 DUPLICATE_COLUMNS = 6
@@ -76,7 +76,7 @@ def duplicates_ui(report, index: DatasetIndex, folder: Path) -> None:
         return
     labels = {record.path: record.label for record in index.records}
     settings = DataConfig()
-    _, validation = split_by_content_hash(index.records, settings.validation_split, settings.seed)
+    validation = split_records(index.records, settings.validation_split, settings.seed).validation
     validation_paths = {record.path for record in validation}
     for group in report.near_duplicates[:20]:
         notes = duplicate_group_notes(group, labels, validation_paths)

@@ -23,12 +23,14 @@ import numpy as np
 
 from imgclf_core.config import DataConfig
 from imgclf_core.dataset import DatasetIndex, ImageRecord
-from imgclf_core.fileio import atomic_write_with, user_cache_dir
+from imgclf_core.features import (
+    feature_cache_file, feature_cache_key, load_feature_cache, save_feature_cache, unique_by_hash,
+)
 
 ProgressCallback = Callable[[int, int], None]
 EMBEDDING_IMAGE_SIZE = 224
-EMBEDDING_BATCH = 64
-DECODE_CHUNK = 512  # images decoded at a time: the 224 px uint8 array of a chunk is ~77 MB
+# The features of a transfer-learning run of efficientnet_lite0 at 224 px: the same vectors, one cache.
+AUDIT_FEATURES_KEY = feature_cache_key("efficientnet_lite0", EMBEDDING_IMAGE_SIZE)
 DEFAULT_FOLDS = 5
 DEFAULT_DUPLICATE_SIMILARITY = 0.95
 DEFAULT_PIXEL_SIMILARITY = 0.99
@@ -90,83 +92,39 @@ def audit_dataset(
 
 
 def compute_embeddings(index: DatasetIndex, progress: ProgressCallback | None = None) -> np.ndarray:
-    """(N, 1280) float32 embeddings of the records, from the per-hash cache where possible."""
+    """(N, 1280) float32 embeddings of the records, from the shared features cache where possible."""
     cache_file = embedding_cache_file()
-    cached = _load_embedding_cache(cache_file)
-    missing = [record for record in _unique_by_hash(index.records) if record.sha256 not in cached]
+    vectors = load_feature_cache(cache_file)
+    missing = [record for record in unique_by_hash(index.records) if record.sha256 not in vectors]
     if missing:
-        cached.update(_embed_records(index.root, missing, progress))
-        _save_embedding_cache(cache_file, cached)
+        vectors.update(_embed_records(index.root, missing, progress))
+        save_feature_cache(cache_file, vectors)
     elif progress:
         progress(len(index.records), len(index.records))
-    return np.stack([cached[record.sha256] for record in index.records]) if index.records else np.zeros((0, 0))
+    return np.stack([vectors[record.sha256] for record in index.records]) if index.records else np.zeros((0, 0))
 
 
 def embedding_cache_file() -> Path:
-    return user_cache_dir() / "embeddings" / f"efficientnet_lite0-{EMBEDDING_IMAGE_SIZE}.npz"
+    return feature_cache_file(AUDIT_FEATURES_KEY)
 
 
 def _embed_records(root: Path, records: list[ImageRecord], progress: ProgressCallback | None) -> dict[str, np.ndarray]:
-    import tensorflow as tf
+    from imgclf_core.features import embed_records
 
-    from imgclf_core.pipeline import decode_records
-
-    embed = _embedding_function()
     data_config = DataConfig(image_size=EMBEDDING_IMAGE_SIZE, color_mode="rgb", cache="memory")
-    vectors: dict[str, np.ndarray] = {}
-    for start in range(0, len(records), DECODE_CHUNK):
-        chunk = records[start:start + DECODE_CHUNK]
-        images = decode_records(root, chunk, data_config)
-        for offset in range(0, len(chunk), EMBEDDING_BATCH):
-            batch = embed(tf.constant(images[offset:offset + EMBEDDING_BATCH])).numpy()
-            for record, vector in zip(chunk[offset:offset + EMBEDDING_BATCH], batch):
-                vectors[record.sha256] = vector.astype(np.float32)
-            if progress:
-                progress(start + min(offset + EMBEDDING_BATCH, len(chunk)), len(records))
-    return vectors
+    return embed_records(root, records, data_config, _embedding_function(), progress)
 
 
 def _embedding_function():
     """The ImageNet EfficientNet-Lite0 up to its global pooling, as a compiled uint8 -> float32 call."""
     import keras
-    import tensorflow as tf
 
     from imgclf_core.efficientnet_lite import HEAD_LAYER_NAMES, imagenet_efficientnet_lite0
+    from imgclf_core.features import compiled_embed_function
 
     full = imagenet_efficientnet_lite0(EMBEDDING_IMAGE_SIZE, channels=3)
     backbone = keras.Model(full.inputs, full.get_layer(HEAD_LAYER_NAMES[0]).output)
-
-    @tf.function(input_signature=[tf.TensorSpec((None, EMBEDDING_IMAGE_SIZE, EMBEDDING_IMAGE_SIZE, 3), tf.uint8)])
-    def embed(images):
-        return backbone(tf.cast(images, tf.float32), training=False)
-
-    return embed
-
-
-def _unique_by_hash(records: Sequence[ImageRecord]) -> list[ImageRecord]:
-    seen: dict[str, ImageRecord] = {}
-    for record in records:
-        seen.setdefault(record.sha256, record)
-    return list(seen.values())
-
-
-def _load_embedding_cache(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path) as stored:
-            return dict(zip(stored["hashes"].tolist(), stored["vectors"]))
-    except (OSError, KeyError, ValueError):
-        return {}  # no cache yet, or a damaged one: embeddings are recomputed, never trusted broken
-
-
-def _save_embedding_cache(path: Path, vectors: dict[str, np.ndarray]) -> None:
-    hashes = np.array(list(vectors), dtype="U64")
-    matrix = np.stack(list(vectors.values())).astype(np.float32)
-
-    def write(temp_path: Path) -> None:
-        with open(temp_path, "wb") as handle:
-            np.savez(handle, hashes=hashes, vectors=matrix)
-
-    atomic_write_with(path, write)
+    return compiled_embed_function(backbone, EMBEDDING_IMAGE_SIZE, 3)
 
 
 # ---------------------------------------------------------------- out-of-fold heads

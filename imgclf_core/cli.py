@@ -102,9 +102,12 @@ def add_audit_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
-    evaluate = commands.add_parser("evaluate", help="evaluate a run's model on a folder-per-class dataset")
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a run's model on a folder-per-class dataset (default: the run's own test split)"
+    )
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
-    evaluate.add_argument("data_dir", metavar="DATA_DIR")
+    evaluate.add_argument("data_dir", metavar="DATA_DIR", nargs="?", default=None,
+                          help="default: the test split (test/ folder) of the dataset the run was trained on")
     evaluate.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     evaluate.set_defaults(handler=run_evaluate)
 
@@ -134,13 +137,17 @@ def add_train_parser(commands) -> None:
     train.add_argument("--out", metavar="RUN_DIR", help="the run folder to create")
     train.add_argument("--resume", metavar="RUN_DIR", nargs="?", const=True, default=None,
                        help="continue the run in RUN_DIR (or in --out)")
-    train.add_argument("--model", default=model.name, help="a registered model (see --list-models)")
+    train.add_argument("--model", default=None,
+                       help="a registered model (see --list-models); default: recommended from the data")
     train.add_argument("--list-models", action="store_true", help="print the model registry and exit")
     train.add_argument("--weights", default=model.weights, help="pretrained models: imagenet, none or a weights file")
-    train.add_argument("--epochs", type=int, default=training.epochs)
-    train.add_argument("--fine-tune-epochs", type=int, default=training.fine_tune_epochs)
+    train.add_argument("--epochs", type=int, default=None,
+                       help="epochs (pretrained models: of the head, on cached features); default: recommended")
+    train.add_argument("--fine-tune-epochs", type=int, default=None,
+                       help="pretrained models: epochs fine-tuning the top of the base; default: recommended")
     train.add_argument("--learning-rate", type=float, default=training.learning_rate)
-    train.add_argument("--image-size", type=int, default=None, help="default: the model's own (28-224)")
+    train.add_argument("--image-size", type=int, default=None,
+                       help="default: recommended (pretrained: the model's own; from scratch: the data's size)")
     train.add_argument("--color-mode", choices=("rgb", "grayscale"), default=None,
                        help="default: grayscale when every image is grayscale, else rgb")
     train.add_argument("--batch-size", type=int, default=data.batch_size)
@@ -164,6 +171,11 @@ def run_train(args: argparse.Namespace) -> int:
     state = train_run(run_dir, epoch_listener=print_epoch_line)
     status = runs.read_status(run_dir)
     print(f"{run_dir}: {state}: {status.get('message', '')}")
+    for split in ("validation", "test"):
+        evaluation = runs.read_evaluation(run_dir, split)
+        if evaluation is not None:
+            print(f"  {split} accuracy {evaluation['accuracy']:.4f} on {sum(map(sum, evaluation['confusion_matrix']))}"
+                  f" images")
     return EXIT_OK if state in (runs.FINISHED, runs.STOPPED) else 1
 
 
@@ -205,24 +217,41 @@ def _train_run_dir(args: argparse.Namespace) -> Path:
 
 
 def run_config_from_args(args: argparse.Namespace):
+    """The RunConfig of `imgclf train`: what the user gave, the rest recommended from the data."""
     from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
     from imgclf_core.dataset import scan_dataset
-    from imgclf_core.models import suggested_input
+    from imgclf_core.models import MODEL_REGISTRY, suggested_input
+    from imgclf_core.recommend import recommend_settings
+    from imgclf_core.split import check_trainable_classes, split_records
 
     index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
-    image_size, color_mode = suggested_input(args.model, index)
-    image_size = args.image_size or image_size
-    color_mode = args.color_mode or color_mode
+    splits = split_records(index.records, args.val_split, args.seed)
+    check_trainable_classes(splits, index.class_names)
+    recommended = recommend_settings(index)
+    model_name = args.model or recommended.model
+    if model_name not in MODEL_REGISTRY:
+        raise BadInput(f"unknown model {model_name!r}; choose one of: {', '.join(MODEL_REGISTRY)}")
+    if args.model is None:
+        print(f"imgclf train: {recommended.model} at {recommended.image_size} px: {recommended.reason}",
+              file=sys.stderr, flush=True)
+        image_size, color_mode = recommended.image_size, recommended.color_mode
+        epochs, fine_tune_epochs = recommended.epochs, recommended.fine_tune_epochs
+    else:
+        image_size, color_mode = suggested_input(model_name, index)
+        epochs, fine_tune_epochs = TrainingConfig().epochs, TrainingConfig().fine_tune_epochs
+    pretrained = MODEL_REGISTRY[model_name].pretrained
     return RunConfig(
         data_dir=str(Path(args.data_dir).resolve()),
         data=DataConfig(
-            image_size=image_size, color_mode=color_mode,
+            image_size=args.image_size or image_size, color_mode=args.color_mode or color_mode,
             validation_split=args.val_split, seed=args.seed, batch_size=args.batch_size,
         ),
         augmentation=NO_AUGMENTATION if args.no_augmentation else args.augmentation_default,
-        model=ModelConfig(name=args.model, weights=args.weights),
+        model=ModelConfig(name=model_name, weights=args.weights if pretrained else "none"),
         training=TrainingConfig(
-            epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, learning_rate=args.learning_rate
+            epochs=epochs if args.epochs is None else args.epochs,
+            fine_tune_epochs=fine_tune_epochs if args.fine_tune_epochs is None else args.fine_tune_epochs,
+            learning_rate=args.learning_rate,
         ),
     )
 
@@ -254,11 +283,14 @@ def run_scan(args: argparse.Namespace) -> int:
 
 
 def print_scan_summary(document: dict, data_dir: str) -> None:
-    classes = document["classes"]
-    print(f"{data_dir}: {document['num_images']} images in {sum(1 for c in classes.values() if c)} classes")
+    classes, splits = document["classes"], document["splits"]
+    print(f"{data_dir}: {document['num_images']} images in {sum(1 for c in classes.values() if c)} classes"
+          + (f", splits: {', '.join(splits)}" if splits else ""))
     width = max((len(name) for name in classes), default=5)
+    if splits:
+        print(f"  {'class':<{width}}  {'total':>7}" + "".join(f"  {split:>10}" for split in splits))
     for name, count in classes.items():
-        print(f"  {name:<{width}}  {count:>7}")
+        print(f"  {name:<{width}}  {count:>7}" + "".join(f"  {splits[split][name]:>10}" for split in splits))
     if document["skipped"]:
         print(f"skipped {len(document['skipped'])} file(s):")
         for item in document["skipped"]:
@@ -266,6 +298,10 @@ def print_scan_summary(document: dict, data_dir: str) -> None:
     if document["duplicates"]:
         print(f"{len(document['duplicates'])} group(s) of identical files:")
         for group in document["duplicates"]:
+            print("  " + " = ".join(group))
+    if document["leakage"]:
+        print(f"{len(document['leakage'])} group(s) of identical files in more than one split (leakage):")
+        for group in document["leakage"]:
             print("  " + " = ".join(group))
     for warning in document["warnings"]:
         print(f"warning: {warning}")
@@ -291,19 +327,36 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from imgclf_core.model_io import read_run_config
 
     # Class names come from config.json, so a mismatched dataset is refused before TensorFlow loads.
-    class_names, _ = read_run_config(args.run_dir)
-    index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
-    check_classes_known(index.class_names, class_names, args.data_dir, args.run_dir)
+    class_names, run_config = read_run_config(args.run_dir)
+    data_dir = args.data_dir or run_config.data_dir
+    index = scan_dataset(data_dir, progress=StderrProgressBar("scan"))
+    if args.data_dir is None:
+        index = run_test_split(index, args.run_dir)
+        data_dir = f"the test split of {data_dir}"
+    check_classes_known(index.class_names, class_names, data_dir, args.run_dir)
     if index.skipped:
-        print(f"warning: skipped {len(index.skipped)} unusable file(s) in {args.data_dir} (see imgclf scan)",
+        print(f"warning: skipped {len(index.skipped)} unusable file(s) in {data_dir} (see imgclf scan)",
               file=sys.stderr)
     evaluation = evaluate_run(args.run_dir, index)
     if args.json:
         json.dump(evaluation, sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
     else:
-        print_evaluation(evaluation, args.run_dir, args.data_dir)
+        print_evaluation(evaluation, args.run_dir, data_dir)
     return EXIT_OK
+
+
+def run_test_split(index, run_dir: str):
+    """The index narrowed to its test split; BadInput when the dataset has none."""
+    import dataclasses
+
+    from imgclf_core.dataset import TEST
+
+    test = tuple(record for record in index.records if record.split == TEST)
+    if not test:
+        raise BadInput(f"{index.root} has no test split (a test/ folder beside train/): give DATA_DIR to evaluate "
+                       f"{run_dir} on another folder")
+    return dataclasses.replace(index, records=test, skipped=())
 
 
 def check_classes_known(data_classes: Sequence[str], model_classes: Sequence[str], data_dir: str, run_dir: str) -> None:

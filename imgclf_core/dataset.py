@@ -1,4 +1,9 @@
-"""Scan a folder-per-class tree into a DatasetIndex: images, labels, hashes, duplicates, skipped files.
+"""Scan a folder-per-class tree into a DatasetIndex: images, labels, splits, hashes, duplicates, skipped files.
+
+Two layouts are recognised, possibly inside one wrapping folder (an unpacked download):
+`DATA/<class>/...` and the tutorials' split layout `DATA/<split>/<class>/...` with split folders
+`train`/`training`, `val`/`valid`/`validation`, `test`/`testing` (any case). In the split layout
+every image carries its split; the classes are the union over the splits.
 
 The scan result of every file is cached by (relative path, size, mtime), so re-scanning an
 unchanged tree reads no image at all.
@@ -6,6 +11,7 @@ unchanged tree reads no image at all.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,6 +35,16 @@ BROKEN_SYMLINK = "broken symlink"
 SYMLINKED_FOLDER = "symlinked folder not followed"
 NOT_A_REGULAR_FILE = "not a regular file"
 NOT_IN_CLASS_FOLDER = "not in a class folder"
+NOT_IN_SPLIT_FOLDER = "not in a split folder (train/validation/test)"
+
+# The splits of a dataset and the folder names that give them (compared in lower case).
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SPLITS = (TRAIN, VALIDATION, TEST)
+SPLIT_FOLDER_NAMES = {
+    "train": TRAIN, "training": TRAIN,
+    "val": VALIDATION, "valid": VALIDATION, "validation": VALIDATION,
+    "test": TEST, "testing": TEST,
+}
 
 _CACHE_FORMAT = 1
 # Files under this median size are thumbnails: scanned in one thread (see decode_thread_count).
@@ -44,6 +60,64 @@ class DatasetError(ValueError):
 
 
 @dataclass(frozen=True)
+class DatasetLayout:
+    """Where the class folders are: under an optional wrapping folder, and under split folders or not."""
+
+    prefix: str = ""  # the one folder that wraps everything (e.g. an unpacked download), or ""
+    split_folders: tuple[tuple[str, str], ...] = ()  # (folder name as on disk, split), in name order
+
+    @property
+    def has_splits(self) -> bool:
+        return bool(self.split_folders)
+
+    def class_folder(self, class_name: str, split: str = TRAIN) -> str:
+        """The folder (relative to the dataset root) that holds `class_name`'s images of `split`."""
+        folder = next((name for name, given in self.split_folders if given == split), None)
+        parts = [part for part in (self.prefix, folder, class_name) if part]
+        return "/".join(parts)
+
+    def container_of(self, relative_path: str) -> str:
+        """The wrapping and split folders above the class folder of `relative_path` ("" when none)."""
+        parts = relative_path.split("/")
+        depth = 1 if self.prefix and parts[0] == self.prefix else 0
+        if self.has_splits and len(parts) > depth and parts[depth] in dict(self.split_folders):
+            depth += 1
+        return "/".join(parts[:depth])
+
+
+def detect_layout(root: str | os.PathLike) -> DatasetLayout:
+    """The layout of a dataset folder: a wrapping folder is looked through, split folders are found."""
+    root_path = Path(root)
+    prefix = ""
+    visible = _visible_folders(root_path)
+    files = [entry for entry in _visible_entries(root_path) if not entry.is_dir()]
+    if len(visible) == 1 and not files and not visible[0].startswith("_"):
+        inner = root_path / visible[0]
+        inner_folders = _visible_folders(inner)
+        if len(inner_folders) >= 2 or _split_folders(inner, inner_folders):
+            prefix, root_path, visible = visible[0], inner, inner_folders
+    return DatasetLayout(prefix, _split_folders(root_path, visible))
+
+
+def _visible_entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        return [entry for entry in _sorted_entries(folder) if not entry.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def _visible_folders(folder: Path) -> list[str]:
+    return [entry.name for entry in _visible_entries(folder) if entry.is_dir(follow_symlinks=False)]
+
+
+def _split_folders(folder: Path, names: list[str]) -> tuple[tuple[str, str], ...]:
+    """Split folders at this level, when a train folder holding class folders is among them."""
+    found = tuple((name, SPLIT_FOLDER_NAMES[name.lower()]) for name in names if name.lower() in SPLIT_FOLDER_NAMES)
+    has_train_classes = any(split == TRAIN and _visible_folders(folder / name) for name, split in found)
+    return found if has_train_classes else ()
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     """One usable image: path relative to the dataset root (POSIX style) and what it holds."""
 
@@ -55,6 +129,7 @@ class ImageRecord:
     mode: str
     format: str
     frames: int = 1
+    split: str = ""  # TRAIN, VALIDATION or TEST in the split layout; "" when the folder gives none
 
 
 @dataclass(frozen=True)
@@ -74,6 +149,7 @@ class DatasetIndex:
     reserved_folders: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     decoded_files: int = 0  # how many files this scan had to read (0 on a warm re-scan)
+    layout: DatasetLayout = DatasetLayout()
 
     @property
     def class_names(self) -> list[str]:
@@ -89,6 +165,22 @@ class DatasetIndex:
         """Groups of paths with identical bytes, each sorted, groups ordered by first path."""
         return find_duplicate_groups(self.records)
 
+    @property
+    def split_counts(self) -> dict[str, dict[str, int]]:
+        """{split: {class: count}} in the split layout (every class listed, 0 where absent); {} otherwise."""
+        if not self.layout.has_splits:
+            return {}
+        present = [split for split in SPLITS if any(given == split for _, given in self.layout.split_folders)]
+        counts = {split: {name: 0 for name in sorted(self.class_counts)} for split in present}
+        for record in self.records:
+            counts[record.split][record.label] += 1
+        return counts
+
+    @property
+    def leakage_groups(self) -> list[list[str]]:
+        """Groups of identical files that lie in more than one split (each sorted, groups by first path)."""
+        return find_leakage_groups(self.records)
+
     def absolute_path(self, relative_path: str) -> Path:
         return self.root / relative_path
 
@@ -100,7 +192,9 @@ class DatasetIndex:
             "num_images": self.num_images,
             "classes": dict(sorted(self.class_counts.items())),
             "skipped": [{"path": join(item.path), "reason": item.reason} for item in self.skipped],
+            "splits": self.split_counts,
             "duplicates": [[join(path) for path in group] for group in self.duplicate_groups],
+            "leakage": [[join(path) for path in group] for group in self.leakage_groups],
             "warnings": list(self.warnings),
         }
 
@@ -113,6 +207,16 @@ def find_duplicate_groups(records: tuple[ImageRecord, ...] | list[ImageRecord]) 
     return sorted(groups)
 
 
+def find_leakage_groups(records: tuple[ImageRecord, ...] | list[ImageRecord]) -> list[list[str]]:
+    """Identical files (by content hash) found in more than one split: a test figure they inflate."""
+    by_hash: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record in records:
+        by_hash[record.sha256].append(record)
+    groups = [sorted(record.path for record in members) for members in by_hash.values()
+              if len({record.split for record in members}) > 1]
+    return sorted(groups)
+
+
 @dataclass
 class _Candidate:
     relative_path: str
@@ -120,6 +224,7 @@ class _Candidate:
     absolute_path: str
     size: int
     mtime_ns: int
+    split: str = ""
 
 
 @dataclass
@@ -144,7 +249,8 @@ def scan_dataset(
     if not root_path.is_dir():
         raise DatasetError(f"not a folder: {root_path}")
     root_real = Path(os.path.realpath(root_path))
-    walk = _walk_dataset(root_path, root_real)
+    layout = detect_layout(root_path)
+    walk = _walk_dataset(root_path, root_real, layout)
 
     cache_file = _cache_file_for(root_real)
     cached = _load_cache(cache_file) if use_cache else {}
@@ -172,7 +278,7 @@ def scan_dataset(
                 cache_file,
                 {"format": _CACHE_FORMAT, "root": str(root_real), "entries": results},
             )
-    return _build_index(root_path, walk, results, decoded_files=len(misses))
+    return _build_index(root_path, walk, results, decoded_files=len(misses), layout=layout)
 
 
 def _inspect_file(candidate: _Candidate) -> list:
@@ -188,7 +294,9 @@ def _inspect_file(candidate: _Candidate) -> list:
     return stamp + ["image", digest, info.width, info.height, info.mode, info.format, info.frames]
 
 
-def _build_index(root: Path, walk: _WalkResult, results: dict[str, list], decoded_files: int) -> DatasetIndex:
+def _build_index(
+    root: Path, walk: _WalkResult, results: dict[str, list], decoded_files: int, layout: DatasetLayout
+) -> DatasetIndex:
     records: list[ImageRecord] = []
     skipped = list(walk.skipped)
     counts: Counter[str] = Counter({name: 0 for name in walk.class_folders})
@@ -198,21 +306,23 @@ def _build_index(root: Path, walk: _WalkResult, results: dict[str, list], decode
             skipped.append(SkippedFile(candidate.relative_path, entry[3]))
             continue
         sha, width, height, mode, image_format, frames = entry[3:9]
-        records.append(
-            ImageRecord(candidate.relative_path, candidate.label, sha, width, height, mode, image_format, frames)
-        )
+        records.append(ImageRecord(
+            candidate.relative_path, candidate.label, sha, width, height, mode, image_format, frames, candidate.split
+        ))
         counts[candidate.label] += 1
     records.sort(key=lambda record: record.path)
     skipped.sort(key=lambda item: item.path)
-    return DatasetIndex(
+    index = DatasetIndex(
         root=root,
         records=tuple(records),
         skipped=tuple(skipped),
         class_counts=dict(sorted(counts.items())),
         reserved_folders=tuple(walk.reserved_folders),
-        warnings=tuple(_dataset_warnings(counts, records)),
         decoded_files=decoded_files,
+        layout=layout,
     )
+    warnings = _dataset_warnings(counts, records) + _split_warnings(index)
+    return dataclasses.replace(index, warnings=tuple(warnings))
 
 
 def _dataset_warnings(counts: Counter[str], records: list[ImageRecord]) -> list[str]:
@@ -234,27 +344,88 @@ def _dataset_warnings(counts: Counter[str], records: list[ImageRecord]) -> list[
     return warnings
 
 
-def _walk_dataset(root: Path, root_real: Path) -> _WalkResult:
+def _split_warnings(index: DatasetIndex) -> list[str]:
+    """Classes missing from a split, classes only the test split has, and images in two splits."""
+    counts = index.split_counts
+    warnings = []
+    for name in index.class_names:
+        present = [split for split in counts if counts[split][name]]
+        missing = [split for split in counts if not counts[split][name]]
+        if present == [TEST]:
+            warnings.append(f"test-only class: '{name}' has images only in the test split; a model cannot learn it")
+        elif missing:
+            warnings.append(f"class '{name}' has no images in the {' and '.join(missing)} split")
+    leakage = index.leakage_groups
+    if leakage:
+        warnings.append(
+            f"leakage: {len(leakage)} identical image(s) appear in more than one split "
+            f"(first: {' = '.join(leakage[0])}); they make the held-out figures look better than they are"
+        )
+    return warnings
+
+
+def _walk_dataset(root: Path, root_real: Path, layout: DatasetLayout) -> _WalkResult:
     result = _WalkResult()
-    for entry in _sorted_entries(root):
-        if entry.name == IMGCLF_FOLDER:
-            continue  # our own bookkeeping (the relabel journal): not data, not worth a warning
-        if entry.name.startswith("."):
-            _skip_hidden(entry, entry.name, result)
-        elif entry.is_symlink():
-            _skip_or_follow_symlink(entry, entry.name, "", root_real, result)
-        elif entry.is_dir():
-            if entry.name.startswith("_"):
-                result.reserved_folders.append(entry.name)  # _inbox, _quarantine: not classes
-            else:
-                result.class_folders.append(entry.name)
-                _walk_class_folder(Path(entry.path), entry.name, entry.name, root_real, result)
-        else:
-            result.skipped.append(SkippedFile(entry.name, NOT_IN_CLASS_FOLDER))
+    split_of_folder = dict(layout.split_folders)
+    if layout.prefix:
+        _walk_top_level(root / layout.prefix, layout.prefix + "/", split_of_folder, root_real, result)
+        _walk_top_level(root, "", {}, root_real, result, skip_folder=layout.prefix)  # hidden files beside it
+    else:
+        _walk_top_level(root, "", split_of_folder, root_real, result)
     return result
 
 
-def _walk_class_folder(folder: Path, relative: str, label: str, root_real: Path, result: _WalkResult) -> None:
+def _walk_top_level(
+    folder: Path, relative: str, split_of_folder: dict[str, str], root_real: Path, result: _WalkResult,
+    skip_folder: str = "",
+) -> None:
+    """The dataset's top (or its wrapping folder): class folders, or split folders holding class folders."""
+    for entry in _sorted_entries(folder):
+        relative_path = relative + entry.name
+        if entry.name == IMGCLF_FOLDER or (skip_folder and entry.name == skip_folder):
+            continue  # our own bookkeeping (the relabel journal), or the wrapping folder walked already
+        if entry.name.startswith("."):
+            _skip_hidden(entry, relative_path, result)
+        elif entry.is_symlink():
+            _skip_or_follow_symlink(entry, relative_path, "", root_real, result)
+        elif entry.is_dir() and entry.name.startswith("_"):
+            result.reserved_folders.append(relative_path)  # _inbox, _quarantine: not classes
+        elif entry.is_dir() and entry.name in split_of_folder:
+            _walk_class_folders(Path(entry.path), relative_path + "/", split_of_folder[entry.name], root_real, result)
+        elif entry.is_dir() and not split_of_folder:
+            _add_class_folder(entry, relative_path, entry.name, "", root_real, result)
+        else:
+            reason = NOT_IN_SPLIT_FOLDER if split_of_folder else NOT_IN_CLASS_FOLDER
+            result.skipped.append(SkippedFile(relative_path, reason))
+
+
+def _walk_class_folders(folder: Path, relative: str, split: str, root_real: Path, result: _WalkResult) -> None:
+    """The class folders inside one split folder."""
+    for entry in _sorted_entries(folder):
+        relative_path = relative + entry.name
+        if entry.name.startswith("."):
+            _skip_hidden(entry, relative_path, result)
+        elif entry.is_symlink():
+            _skip_or_follow_symlink(entry, relative_path, "", root_real, result)
+        elif entry.is_dir() and entry.name.startswith("_"):
+            result.reserved_folders.append(relative_path)
+        elif entry.is_dir():
+            _add_class_folder(entry, relative_path, entry.name, split, root_real, result)
+        else:
+            result.skipped.append(SkippedFile(relative_path, NOT_IN_CLASS_FOLDER))
+
+
+def _add_class_folder(
+    entry: os.DirEntry, relative_path: str, label: str, split: str, root_real: Path, result: _WalkResult
+) -> None:
+    if label not in result.class_folders:
+        result.class_folders.append(label)
+    _walk_class_folder(Path(entry.path), relative_path, label, root_real, result, split)
+
+
+def _walk_class_folder(
+    folder: Path, relative: str, label: str, root_real: Path, result: _WalkResult, split: str = ""
+) -> None:
     try:
         entries = _sorted_entries(folder)
     except OSError as error:
@@ -265,11 +436,11 @@ def _walk_class_folder(folder: Path, relative: str, label: str, root_real: Path,
         if entry.name.startswith("."):
             _skip_hidden(entry, relative_path, result)
         elif entry.is_symlink():
-            _skip_or_follow_symlink(entry, relative_path, label, root_real, result)
+            _skip_or_follow_symlink(entry, relative_path, label, root_real, result, split)
         elif entry.is_dir():
-            _walk_class_folder(Path(entry.path), relative_path, label, root_real, result)
+            _walk_class_folder(Path(entry.path), relative_path, label, root_real, result, split)
         elif entry.is_file():
-            _add_candidate(entry.path, relative_path, label, result)
+            _add_candidate(entry.path, relative_path, label, result, split)
         else:
             result.skipped.append(SkippedFile(relative_path, NOT_A_REGULAR_FILE))
 
@@ -285,7 +456,7 @@ def _skip_hidden(entry: os.DirEntry, relative_path: str, result: _WalkResult) ->
 
 
 def _skip_or_follow_symlink(
-    entry: os.DirEntry, relative_path: str, label: str, root_real: Path, result: _WalkResult
+    entry: os.DirEntry, relative_path: str, label: str, root_real: Path, result: _WalkResult, split: str = ""
 ) -> None:
     target = Path(os.path.realpath(entry.path))
     if not target.exists():
@@ -297,12 +468,14 @@ def _skip_or_follow_symlink(
     elif not label:
         result.skipped.append(SkippedFile(relative_path, NOT_IN_CLASS_FOLDER))
     else:
-        _add_candidate(str(target), relative_path, label, result)
+        _add_candidate(str(target), relative_path, label, result, split)
 
 
-def _add_candidate(absolute_path: str, relative_path: str, label: str, result: _WalkResult) -> None:
+def _add_candidate(absolute_path: str, relative_path: str, label: str, result: _WalkResult, split: str = "") -> None:
     stat = os.stat(absolute_path)
-    result.candidates.append(_Candidate(relative_path, label, absolute_path, stat.st_size, stat.st_mtime_ns))
+    result.candidates.append(
+        _Candidate(relative_path, label, absolute_path, stat.st_size, stat.st_mtime_ns, split)
+    )
 
 
 def _sorted_entries(folder: Path) -> Iterator[os.DirEntry]:

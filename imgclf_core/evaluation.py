@@ -17,7 +17,9 @@ import numpy as np
 
 from imgclf_core.fileio import atomic_write_text
 
-PREDICTION_COLUMNS = ("path", "true", "predicted", "probability", "loss")
+PREDICTION_COLUMNS = ("path", "split", "true", "predicted", "probability", "loss")
+# predictions.csv of runs made before the split column: every row is a validation image.
+PREDICTION_COLUMNS_WITHOUT_SPLIT = tuple(column for column in PREDICTION_COLUMNS if column != "split")
 # Keras' epsilon: a probability of exactly 0 for the true class costs -log(1e-7) ~ 16.1, not infinity.
 PROBABILITY_FLOOR = 1e-7
 
@@ -87,31 +89,32 @@ def write_predictions_csv(
     true_indices: Sequence[int] | np.ndarray,
     probabilities: np.ndarray,
     class_names: Sequence[str],
+    splits: Sequence[str] | None = None,
 ) -> None:
-    """Write predictions.csv atomically: path, true, predicted, probability (of predicted), loss."""
+    """Write predictions.csv atomically: path, split, true, predicted, probability (of predicted), loss."""
     true_indices, probabilities = _checked_inputs(true_indices, probabilities, class_names)
     if len(paths) != len(true_indices):
         raise ValueError(f"{len(paths)} paths but {len(true_indices)} labels")
+    splits = list(splits) if splits is not None else ["validation"] * len(paths)
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities[np.arange(len(predicted)), predicted]
     losses = prediction_losses(true_indices, probabilities)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(PREDICTION_COLUMNS)
-    for row in zip(paths, true_indices, predicted, confidence, losses):
-        file_path, true_index, predicted_index, probability, loss = row
-        writer.writerow(
-            [file_path, class_names[true_index], class_names[predicted_index], f"{probability:.9g}", f"{loss:.9g}"]
-        )
+    for row in zip(paths, splits, true_indices, predicted, confidence, losses):
+        file_path, split, true_index, predicted_index, probability, loss = row
+        writer.writerow([file_path, split, class_names[true_index], class_names[predicted_index],
+                         f"{probability:.9g}", f"{loss:.9g}"])
     atomic_write_text(path, buffer.getvalue())
 
 
 def read_predictions_csv(path: str | os.PathLike) -> list[dict]:
-    """The rows of a predictions.csv as dicts, probability and loss as floats."""
+    """The rows of a predictions.csv as dicts, probability and loss as floats, split "validation" if not given."""
     csv_path = Path(path)
     with open(csv_path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != PREDICTION_COLUMNS:
+        if tuple(reader.fieldnames or ()) not in (PREDICTION_COLUMNS, PREDICTION_COLUMNS_WITHOUT_SPLIT):
             raise ValueError(
                 f"{csv_path}: not a predictions file: expected columns {','.join(PREDICTION_COLUMNS)}, "
                 f"got {','.join(reader.fieldnames or [])}"
@@ -121,7 +124,7 @@ def read_predictions_csv(path: str | os.PathLike) -> list[dict]:
 
 def _parse_prediction_row(row: dict, csv_path: Path, line: int) -> dict:
     try:
-        return {**row, "probability": float(row["probability"]), "loss": float(row["loss"])}
+        return {"split": "validation", **row, "probability": float(row["probability"]), "loss": float(row["loss"])}
     except (TypeError, ValueError) as error:
         raise ValueError(f"{csv_path}:{line}: probability and loss must be numbers ({error})") from error
 

@@ -271,12 +271,12 @@ def golden_images(
 def _validation_from_scan(run_config: RunConfig) -> list[tuple[str, str]]:
     """(path, label) of the run's validation split, re-made from its dataset (a run without predictions.csv)."""
     from imgclf_core.dataset import scan_dataset
-    from imgclf_core.split import split_by_content_hash
+    from imgclf_core.split import split_records
 
     index = scan_dataset(run_config.data_dir)
-    train, validation = split_by_content_hash(index.records, run_config.data.validation_split, run_config.data.seed)
+    splits = split_records(index.records, run_config.data.validation_split, run_config.data.seed)
     # A run trained without a validation split still has images the model never failed on purpose.
-    return [(record.path, record.label) for record in (validation or train)]
+    return [(record.path, record.label) for record in (splits.validation or splits.train)]
 
 
 # ---------------------------------------------------------------- artifacts

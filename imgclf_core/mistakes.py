@@ -11,10 +11,12 @@ import numpy as np
 from imgclf_core.evaluation import read_predictions_csv
 
 
-def read_run_predictions(run_dir: str | os.PathLike) -> list[dict] | None:
-    """The run's predictions.csv rows (one per validation image), or None before the run has finished."""
+def read_run_predictions(run_dir: str | os.PathLike, split: str = "validation") -> list[dict] | None:
+    """The run's predictions.csv rows of one split ("validation" or "test"), or None before the run has finished."""
     path = Path(run_dir) / "predictions.csv"
-    return read_predictions_csv(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    return [row for row in read_predictions_csv(path) if row["split"] == split]
 
 
 def cell_predictions(rows: Sequence[dict], true_label: str, predicted_label: str) -> list[dict]:

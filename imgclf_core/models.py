@@ -83,6 +83,23 @@ def last_conv_layer_name(model: "keras.Model") -> str:
     raise ModelError(f"model {model.name!r} has no convolutional feature map for Grad-CAM")
 
 
+def feature_layer_name(model: "keras.Model") -> str:
+    """The layer whose output the classifier reads (global pooling), looking past dropout layers."""
+    import keras
+
+    layer = model.get_layer(OUTPUT_LAYER)
+    while True:
+        layer = layer.input._keras_history.operation
+        if not isinstance(layer, keras.layers.Dropout):
+            return layer.name
+
+
+def head_layers(model: "keras.Model") -> list["keras.layers.Layer"]:
+    """The layers from the features (exclusive) to the output, in order: what the features stage trains."""
+    names = [layer.name for layer in model.layers]
+    return model.layers[names.index(feature_layer_name(model)) + 1:]
+
+
 def base_layers(model: "keras.Model") -> list["keras.layers.Layer"]:
     """The layers of the base: not the input, preprocessing, head or output layers."""
     import keras

@@ -24,7 +24,7 @@ from imgclf_core.dataset import DatasetError, DatasetIndex, ImageRecord
 from imgclf_core.fileio import user_cache_dir
 from imgclf_core.images import ImageDecodeError, decode_image
 from imgclf_core.parallel import decode_thread_count, map_in_threads
-from imgclf_core.split import split_by_content_hash
+from imgclf_core.split import SplitRecords, check_trainable_classes, split_records
 
 ProgressCallback = Callable[[int, int], None]
 # Above this many bytes of decoded pixels, "auto" keeps the arrays in an on-disk store.
@@ -35,13 +35,15 @@ TINY_IMAGE_PIXELS = 64 * 64
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Everything a trainer needs: the two datasets, their records and the label order."""
+    """Everything a trainer needs: the datasets of each split, their records and the label order."""
 
     train: tf.data.Dataset
     validation: tf.data.Dataset | None
     class_names: tuple[str, ...]
     train_records: tuple[ImageRecord, ...]
     validation_records: tuple[ImageRecord, ...]
+    test: tf.data.Dataset | None = None  # the dataset's own test split: evaluated at the end, never trained on
+    test_records: tuple[ImageRecord, ...] = ()
 
 
 def build_training_data(
@@ -49,28 +51,30 @@ def build_training_data(
     data_config: DataConfig,
     augmentation: AugmentationConfig | None,
     progress: ProgressCallback | None = None,
+    splits: SplitRecords | None = None,
 ) -> TrainingData:
-    """Split the index by content hash, decode every image once, and return batched datasets."""
+    """Split the index (given splits kept), decode every image once, and return batched datasets."""
     class_names = tuple(index.class_names)
     if len(class_names) < 2:
         raise DatasetError(f"{index.root}: need at least two classes with images, found {len(class_names)}")
-    train_records, validation_records = split_by_content_hash(
-        index.records, data_config.validation_split, data_config.seed
-    )
-    all_records = train_records + validation_records
+    splits = splits or split_records(index.records, data_config.validation_split, data_config.seed)
+    check_trainable_classes(splits, class_names)
+    all_records = splits.train + splits.validation + splits.test
     images = decode_records(index.root, all_records, data_config, progress=progress)
     labels = encode_labels(all_records, class_names)
-    train_count = len(train_records)
+    ends = np.cumsum([len(splits.train), len(splits.validation), len(splits.test)])
     train = make_dataset(
-        images[:train_count], labels[:train_count], data_config.batch_size,
+        images[:ends[0]], labels[:ends[0]], data_config.batch_size,
         shuffle=True, seed=data_config.seed, augmentation=augmentation,
     )
-    validation = None
-    if validation_records:
-        validation = make_dataset(
-            images[train_count:], labels[train_count:], data_config.batch_size, shuffle=False, seed=data_config.seed
-        )
-    return TrainingData(train, validation, class_names, tuple(train_records), tuple(validation_records))
+    validation, test = (
+        make_dataset(images[start:end], labels[start:end], data_config.batch_size, shuffle=False, seed=data_config.seed)
+        if end > start else None
+        for start, end in ((ends[0], ends[1]), (ends[1], ends[2]))
+    )
+    return TrainingData(
+        train, validation, class_names, tuple(splits.train), tuple(splits.validation), test, tuple(splits.test)
+    )
 
 
 def encode_labels(records: Sequence[ImageRecord], class_names: Sequence[str]) -> np.ndarray:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
-from imgclf_core.dataset import IMGCLF_FOLDER
+from imgclf_core.dataset import IMGCLF_FOLDER, detect_layout
 from imgclf_core.fileio import fsync_folder, unique_file_path
 from imgclf_core.runs import now_iso
 
@@ -83,11 +83,13 @@ class RelabelJournal:
     def move(self, relative_path: str, target_class: str) -> Move:
         """Move one image to another class folder (or _quarantine); returns the move made."""
         source = self._checked_relative(relative_path)
-        folder = _checked_class_name(target_class)
+        # In the split layout (train/<class>/...) an image moves to the other class of its own split.
+        container = PurePosixPath(detect_layout(self.root).container_of(source))
+        folder = str(container / _checked_class_name(target_class))
         source_path = self.root / source
         if not source_path.is_file() or source_path.is_symlink():
             raise RelabelError(f"not an image file in the dataset: {relative_path}")
-        if PurePosixPath(source).parts[0] == folder:
+        if PurePosixPath(source).parts[len(container.parts)] == PurePosixPath(folder).name:
             raise RelabelError(f"{relative_path} is already in {folder}/")
         with self._locked():
             replay = self._replay()
@@ -100,7 +102,8 @@ class RelabelJournal:
         Undo puts it back where it was. The image keeps its name unless that name is taken there.
         """
         source_path = Path(inbox_file).absolute()
-        folder = _checked_class_name(target_class)
+        # In the split layout a newly labelled image goes into the train split's class folder.
+        folder = detect_layout(self.root).class_folder(_checked_class_name(target_class))
         if not source_path.is_file() or source_path.is_symlink():
             raise RelabelError(f"not an image file in the inbox: {inbox_file}")
         inside = self.root in source_path.resolve().parents

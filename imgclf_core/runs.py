@@ -53,13 +53,16 @@ def now_iso() -> str:
 # ---------------------------------------------------------------- config
 
 
-def write_run_config(run_dir: str | os.PathLike, run_config: RunConfig, class_names: list[str] | None = None) -> None:
-    """config.json: the full config, the class order once known, and package versions."""
+def write_run_config(
+    run_dir: str | os.PathLike, run_config: RunConfig, class_names: list[str] | None = None,
+    created_at: str | None = None,
+) -> None:
+    """config.json: the full config, the class order once known, package versions and when the run was made."""
     document = {
         "run": config_to_dict(run_config),
         "class_names": list(class_names) if class_names else None,
         "versions": package_versions(),
-        "created_at": now_iso(),
+        "created_at": created_at or now_iso(),
     }
     atomic_write_json(Path(run_dir) / "config.json", document)
 
@@ -169,12 +172,15 @@ def read_history(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
-def read_evaluation(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """evaluation.json of a finished run, or None when the run has none (yet)."""
+def read_evaluation(run_dir: str | os.PathLike, split: str = "validation") -> dict[str, Any] | None:
+    """One split's section of evaluation.json ("validation" or "test"), or None when the run has none (yet)."""
     try:
-        return json.loads((Path(run_dir) / "evaluation.json").read_text(encoding="utf-8"))
+        document = json.loads((Path(run_dir) / "evaluation.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    if "accuracy" in document:  # a run made before the per-split sections: validation only
+        return document if split == "validation" else None
+    return document.get(split)
 
 
 def append_progress(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:

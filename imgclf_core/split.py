@@ -1,11 +1,55 @@
-"""Deterministic train/validation split by content hash: a duplicate never lands on both sides."""
+"""The train/validation/test split of a dataset.
+
+Split folders given by the dataset (train/validation/test) are kept as they are. Whatever has no
+given validation part is split deterministically by content hash, so a duplicate never lands on
+both sides. The test split is only ever what the dataset gives: it is held out from training,
+early stopping and model choice, and evaluated at the end.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
 
-from imgclf_core.dataset import ImageRecord
+from dataclasses import dataclass
+
+from imgclf_core.dataset import TEST, VALIDATION, DatasetError, ImageRecord
+
+
+@dataclass(frozen=True)
+class SplitRecords:
+    """The records of each split, each sorted by path."""
+
+    train: list[ImageRecord]
+    validation: list[ImageRecord]
+    test: list[ImageRecord]
+
+
+def split_records(
+    records: tuple[ImageRecord, ...] | list[ImageRecord], validation_split: float, seed: int
+) -> SplitRecords:
+    """Given splits as they are; without a given validation split, one made by content hash from the rest."""
+    test = sorted((record for record in records if record.split == TEST), key=_path_key)
+    given_validation = sorted((record for record in records if record.split == VALIDATION), key=_path_key)
+    rest = [record for record in records if record.split not in (TEST, VALIDATION)]
+    if given_validation:
+        return SplitRecords(sorted(rest, key=_path_key), given_validation, test)
+    train, validation = split_by_content_hash(rest, validation_split, seed)
+    return SplitRecords(train, validation, test)
+
+
+def check_trainable_classes(splits: SplitRecords, class_names: list[str] | tuple[str, ...]) -> None:
+    """Every class must have training images; one that only the test (or validation) split has cannot be learnt."""
+    trained = {record.label for record in splits.train}
+    for name in class_names:
+        if name in trained:
+            continue
+        where = sorted({record.split or "validation" for record in splits.validation + splits.test
+                        if record.label == name})
+        raise DatasetError(
+            f"class '{name}' has no training images (only in the {' and '.join(where)} split): "
+            "add some to its train folder, or remove the class"
+        )
 
 
 def split_by_content_hash(

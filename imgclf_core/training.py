@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,10 +32,13 @@ import keras
 
 from imgclf_core import runs
 from imgclf_core.config import RunConfig
-from imgclf_core.dataset import DatasetError, scan_dataset
+from imgclf_core.dataset import TEST, VALIDATION, DatasetError, scan_dataset
 from imgclf_core.fileio import atomic_write_json, atomic_write_with, remove_stale_temp_files
-from imgclf_core.models import MODEL_REGISTRY, create_model, set_trainable_top
-from imgclf_core.pipeline import TrainingData, build_training_data
+from imgclf_core.feature_head import FeatureSplit, batch_totals, train_head_on_features
+from imgclf_core.features import cached_features, compiled_embed_function, feature_cache_key, uncached_records
+from imgclf_core.models import MODEL_REGISTRY, create_model, feature_layer_name, set_trainable_top
+from imgclf_core.pipeline import TrainingData, build_training_data, encode_labels
+from imgclf_core.split import SplitRecords, check_trainable_classes, split_records
 
 HEAD, FINE_TUNE, FULL = "head", "fine_tune", "full"
 # Inverse-frequency class weights kick in ("auto") above this largest/smallest class ratio.
@@ -164,26 +168,42 @@ def _train(run_dir: Path, chief: bool, stop_request: StopRequest, epoch_listener
             f"({document['class_names']} -> {class_names}); start a new run"
         )
     if chief and not document.get("class_names"):
-        runs.write_run_config(run_dir, config, class_names)
+        runs.write_run_config(run_dir, config, class_names, created_at=document.get("created_at"))
 
     # Same seed, same split, same initial weights, same batches: a run can be repeated.
     keras.utils.set_random_seed(config.data.seed)
     strategy = choose_strategy()
-    if chief:
-        runs.write_status(run_dir, runs.RUNNING, message="decoding images")
-    data = build_training_data(index, config.data, config.augmentation)
-    labels = np.array([class_names.index(record.label) for record in data.train_records])
+    splits = split_records(index.records, config.data.validation_split, config.data.seed)
+    check_trainable_classes(splits, class_names)
+    labels = np.array([class_names.index(record.label) for record in splits.train])
     weights = class_weights(labels, len(class_names), config.training.class_weighting)
 
     state = _read_checkpoint_state(run_dir)
     stages = _stages(config, spec.pretrained)
     with strategy.scope():
         model = create_model(config.model, len(class_names), config.data.image_size, config.data.channels)
-    loop = _Loop(run_dir, chief, config, model, data, strategy, weights, stop_request, state)
+    loop = _Loop(run_dir, chief, config, model, class_names, strategy, weights, stop_request, state)
     loop.epoch_listener = epoch_listener
     if weights is not None and chief:
         loop.notes.append("classes are imbalanced: training with inverse-frequency class weights")
+    if _head_trains_on_features(config, spec.pretrained, stages, loop.state, strategy):
+        if loop.train_head_on_features(index.root, splits, stages[0][1]) == runs.STOPPED:
+            return runs.STOPPED
+    if chief:
+        runs.write_status(run_dir, runs.RUNNING, message="decoding images", usable_model=loop.usable_model)
+    loop.data = build_training_data(index, config.data, config.augmentation, splits=splits)
     return loop.run(stages)
+
+
+def _head_trains_on_features(
+    config: RunConfig, pretrained: bool, stages: list[tuple[str, int]], state: LoopState, strategy
+) -> bool:
+    """The head stage runs on cached features for a fixed ImageNet base, on one machine, when not done yet."""
+    head_left = bool(stages) and stages[0][0] == HEAD and (
+        state.epoch == 0 or (state.stage == HEAD and state.stage_epoch < stages[0][1])
+    )
+    single = strategy.num_replicas_in_sync == 1 and worker_count(strategy) == 1
+    return pretrained and config.model.weights == "imagenet" and head_left and single
 
 
 def _stages(config: RunConfig, pretrained: bool) -> list[tuple[str, int]]:
@@ -199,14 +219,18 @@ def _stages(config: RunConfig, pretrained: bool) -> list[tuple[str, int]]:
 class _Loop:
     """The epoch loop with its strategy-compiled steps; one instance per trainer process."""
 
-    def __init__(self, run_dir, chief, config, model, data: TrainingData, strategy, weights, stop_request, state):
+    def __init__(self, run_dir, chief, config, model, class_names, strategy, weights, stop_request, state):
         self.run_dir, self.chief, self.config, self.model = run_dir, chief, config, model
-        self.data, self.strategy, self.stop_request = data, strategy, stop_request
+        self.data: TrainingData | None = None  # decoded images: set before run()
+        self.strategy, self.stop_request = strategy, stop_request
         self.state: LoopState = state or LoopState()
         self.notes: list[str] = []
+        # Kept from an earlier trainer of this run (resume), so the pages keep saying a model is ready.
+        self.usable_model: dict[str, Any] | None = runs.read_status(run_dir).get("usable_model") if chief else None
         self.total_epochs = config.training.epochs + config.training.fine_tune_epochs
-        class_weight_vector = weights if weights is not None else np.ones(len(data.class_names), "float32")
+        class_weight_vector = weights if weights is not None else np.ones(len(class_names), "float32")
         self.class_weight_vector = tf.constant(class_weight_vector)
+        self.class_names = list(class_names)
         self.optimizer = None
         self.epoch_listener: EpochListener | None = None
         self.summary_writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
@@ -226,6 +250,81 @@ class _Loop:
                 if self._run_epoch(stage, stage_epochs) == runs.STOPPED:
                     return self._finish_stopped()
         return self._finish()
+
+    def train_head_on_features(self, root: Path, splits: SplitRecords, head_epochs: int) -> str:
+        """The head stage on cached backbone features; writes the first usable model.keras when it ends."""
+        self.state = LoopState(stage=HEAD)  # a head stage cut short is simply redone: it takes seconds
+        self._prepare_stage(HEAD, restore=False)
+        train, validation = self._features_of(root, splits)
+
+        def on_epoch(epoch_index: int, values: dict) -> bool:
+            row = {"epoch": epoch_index + 1, "stage": HEAD, **values,
+                   "seconds": round(time.monotonic() - stage_started, 3)}
+            self.state.epoch = self.state.stage_epoch = epoch_index + 1
+            self.state.history.append(row)
+            if self.epoch_listener is not None:
+                self.epoch_listener(row, self.model)
+            if self.chief:
+                self._write_status(runs.RUNNING, f"training the head on features: epoch {row['epoch']}/{head_epochs}")
+            return self.stop_request.requested
+
+        stage_started = time.monotonic()
+        best = train_head_on_features(
+            self.model, self.optimizer, train, validation, head_epochs, self.config.data.batch_size,
+            self.class_weight_vector.numpy(),
+            lambda epoch_index, step, steps: self._learning_rate(HEAD, head_epochs, step, steps, epoch_index),
+            self.config.data.seed, on_epoch,
+        )
+        self.state.best_val_loss = self.state.stage_best_val_loss = best
+        return self._save_usable_model(head_epochs)
+
+    def seconds_since_start(self) -> float:
+        """Seconds since the run was created (Start pressed, or `imgclf train` run), to the second."""
+        created = runs.read_run_document(self.run_dir).get("created_at")
+        return time.time() - datetime.fromisoformat(created).timestamp() if created else math.nan
+
+    def _features_of(self, root: Path, splits: SplitRecords) -> tuple[FeatureSplit, FeatureSplit | None]:
+        data_config = self.config.data
+        cache_key = feature_cache_key(self.config.model.name, data_config.image_size, data_config.color_mode,
+                                      self.config.model.weights)
+        records = splits.train + splits.validation
+        if self.chief:
+            missing = len(uncached_records(records, cache_key))
+            self._write_status(runs.RUNNING, f"computing backbone features of {missing} image(s)" if missing
+                               else "backbone features cached: training the head")
+
+        def make_embed():
+            backbone = keras.Model(self.model.inputs, self.model.get_layer(feature_layer_name(self.model)).output)
+            return compiled_embed_function(backbone, data_config.image_size, data_config.channels)
+
+        def report(done: int, total: int) -> None:
+            if self.chief:
+                self._write_status(runs.RUNNING, f"computing backbone features: {done}/{total} images",
+                                   step=done, steps=total)
+
+        features = cached_features(root, records, cache_key, data_config, make_embed, report)
+        labels = encode_labels(records, self.class_names)
+        count = len(splits.train)
+        validation = FeatureSplit(features[count:], labels[count:]) if splits.validation else None
+        return FeatureSplit(features[:count], labels[:count]), validation
+
+    def _save_usable_model(self, head_epochs: int) -> str:
+        stopped = self.stop_request.requested
+        if not self.chief:
+            return runs.STOPPED if stopped else runs.RUNNING
+        atomic_write_with(self.run_dir / "model.keras", self.model.save)
+        if not stopped:  # a stopped head stage is redone on resume, so it leaves no checkpoint
+            self._write_checkpoint()
+        runs.write_history(self.run_dir, self.state.history)
+        best_accuracy = max((row["val_accuracy"] for row in self.state.history
+                             if math.isfinite(row["val_accuracy"])), default=None)
+        self.usable_model = {"val_accuracy": best_accuracy, "epoch": self.state.epoch,
+                             "seconds": round(self.seconds_since_start(), 1)}
+        if stopped:
+            return self._finish_stopped()
+        self._write_status(runs.RUNNING, "usable model ready: fine-tuning goes on" if head_epochs < self.total_epochs
+                           else "usable model ready")
+        return runs.RUNNING
 
     def _prepare_stage(self, stage: str, restore: bool) -> None:
         with self.strategy.scope():
@@ -270,11 +369,12 @@ class _Loop:
             self.epoch_listener(row, self.model)
         return runs.RUNNING
 
-    def _learning_rate(self, stage: str, stage_epochs: int, step: int, steps: int) -> float:
+    def _learning_rate(self, stage: str, stage_epochs: int, step: int, steps: int, stage_epoch: int | None = None) -> float:
         base = self._stage_learning_rate(stage) * self.state.lr_scale
         if self.config.training.schedule == "constant":
             return base
-        progress = (self.state.stage_epoch * steps + step) / max(stage_epochs * steps, 1)
+        stage_epoch = self.state.stage_epoch if stage_epoch is None else stage_epoch
+        progress = (stage_epoch * steps + step) / max(stage_epochs * steps, 1)
         cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
         return base * (MIN_LEARNING_RATE_FRACTION + (1 - MIN_LEARNING_RATE_FRACTION) * cosine)
 
@@ -338,12 +438,12 @@ class _Loop:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             gradients = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return _batch_totals(per_example, probabilities, labels)
+            return batch_totals(per_example, probabilities, labels)
 
         def validate_one(images, labels):
             probabilities = model(images, training=False)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
-            return _batch_totals(per_example, probabilities, labels)
+            return batch_totals(per_example, probabilities, labels)
 
         @tf.function
         def train_step(batch):
@@ -382,6 +482,7 @@ class _Loop:
 
     def _write_status(self, state: str, message: str, **fields: Any) -> None:
         fields.setdefault("epoch", self.state.epoch)
+        fields.setdefault("usable_model", self.usable_model)
         runs.write_status(
             self.run_dir, state, message=message, epochs=self.total_epochs, notes=self.notes,
             best_val_loss=_finite_or_none(self.state.best_val_loss), **fields,
@@ -426,27 +527,36 @@ class _Loop:
 
     def _finish(self) -> str:
         if self.chief:
-            self._write_status(runs.RUNNING, "evaluating the best model on the validation set")
+            self._write_status(runs.RUNNING, "evaluating the best model on the held-out images")
             write_run_evaluation(self.run_dir, self.data)
             self._write_status(runs.FINISHED, "finished")
         return runs.FINISHED
 
 
 def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
-    """evaluation.json and predictions.csv of the run's best model on its validation images."""
+    """evaluation.json (a section per split) and predictions.csv of the run's best model on its held-out images."""
     from imgclf_core.evaluation import evaluate_predictions, write_predictions_csv
     from imgclf_core.model_io import load_model_checked
 
-    if data.validation is None:
+    held_out = [(split, dataset, records) for split, dataset, records in (
+        (VALIDATION, data.validation, data.validation_records), (TEST, data.test, data.test_records),
+    ) if dataset is not None]
+    if not held_out:
         return
     model = load_model_checked(run_dir / "model.keras", expected_num_classes=len(data.class_names))
     predict = tf.function(lambda images: model(images, training=False))
-    probabilities = np.concatenate([predict(images).numpy() for images, _ in data.validation])
-    true_indices = np.concatenate([labels.numpy() for _, labels in data.validation])
-    paths = [record.path for record in data.validation_records]
-    evaluation = evaluate_predictions(true_indices, probabilities, list(data.class_names))
+    evaluation, rows = {}, ([], [], [], [])
+    for split, dataset, records in held_out:
+        probabilities = np.concatenate([predict(images).numpy() for images, _ in dataset])
+        true_indices = np.concatenate([labels.numpy() for _, labels in dataset])
+        evaluation[split] = evaluate_predictions(true_indices, probabilities, list(data.class_names))
+        for column, values in zip(rows, ([record.path for record in records], [split] * len(records),
+                                         true_indices, probabilities)):
+            column.extend(values)
     atomic_write_json(run_dir / "evaluation.json", evaluation)
-    write_predictions_csv(run_dir / "predictions.csv", paths, true_indices, probabilities, list(data.class_names))
+    paths, splits, true_indices, probabilities = rows
+    write_predictions_csv(run_dir / "predictions.csv", paths, np.array(true_indices), np.stack(probabilities),
+                          list(data.class_names), splits=splits)
 
 
 def _shard_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -454,12 +564,6 @@ def _shard_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
-
-
-def _batch_totals(per_example_loss, probabilities, labels):
-    predicted = tf.argmax(probabilities, axis=-1, output_type=labels.dtype)
-    correct = tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32))
-    return tf.reduce_sum(per_example_loss), correct, tf.cast(tf.size(labels), tf.float32)
 
 
 def _finite_or_none(value: float) -> float | None:

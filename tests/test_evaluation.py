@@ -77,9 +77,10 @@ def test_predictions_csv_round_trip(tmp_path):
     csv_path = tmp_path / "run" / "predictions.csv"
     write_predictions_csv(csv_path, paths, TRUE, probabilities, CLASS_NAMES)
     assert os.listdir(csv_path.parent) == ["predictions.csv"]
-    assert csv_path.read_text(encoding="utf-8").splitlines()[0] == "path,true,predicted,probability,loss"
+    assert csv_path.read_text(encoding="utf-8").splitlines()[0] == "path,split,true,predicted,probability,loss"
     rows = read_predictions_csv(csv_path)
     assert [row["path"] for row in rows] == paths
+    assert {row["split"] for row in rows} == {"validation"}
     assert [row["true"] for row in rows] == [CLASS_NAMES[i] for i in TRUE]
     assert [row["predicted"] for row in rows] == ["ant", "ant", "bee", "bee", "ant", "ant", "ant"]
     assert rows[0]["probability"] == pytest.approx(0.7)
@@ -87,6 +88,18 @@ def test_predictions_csv_round_trip(tmp_path):
     assert rows[2]["loss"] == pytest.approx(-math.log(0.15))  # true ant, predicted bee
     assert rows[5]["loss"] == pytest.approx(-math.log(1e-7))
     assert all(math.isfinite(row["loss"]) for row in rows)
+
+
+def test_predictions_csv_keeps_each_rows_split_and_reads_files_made_before_the_split_column(tmp_path):
+    probabilities = probabilities_for(PREDICTED)
+    splits = ["validation"] * 4 + ["test"] * 3
+    write_predictions_csv(tmp_path / "p.csv", [f"{n}.png" for n in range(7)], TRUE, probabilities, CLASS_NAMES,
+                          splits=splits)
+    assert [row["split"] for row in read_predictions_csv(tmp_path / "p.csv")] == splits
+    old = tmp_path / "old.csv"
+    old.write_text("path,true,predicted,probability,loss\na.png,ant,bee,0.6,0.9\n", encoding="utf-8")
+    assert read_predictions_csv(old) == [{"split": "validation", "path": "a.png", "true": "ant", "predicted": "bee",
+                                          "probability": 0.6, "loss": 0.9}]
 
 
 def test_reading_a_file_that_is_not_a_predictions_csv(tmp_path):

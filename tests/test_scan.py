@@ -264,7 +264,8 @@ def test_json_document(tmp_path):
     write(root, "dogs/d1 copy.png", png_bytes(3))
     index = scan_dataset(root)
     document = index.to_json_dict()
-    assert set(document) == {"num_images", "classes", "skipped", "duplicates", "warnings"}
+    assert set(document) == {"num_images", "classes", "splits", "skipped", "duplicates", "leakage", "warnings"}
+    assert document["splits"] == {} and document["leakage"] == []  # no split folders here
     assert document["num_images"] == 5
     assert document["classes"] == {"cats": 2, "dogs": 3}
     assert document["skipped"] == [{"path": os.path.join(str(root), "cats/.DS_Store"), "reason": dataset.HIDDEN_FILE}]

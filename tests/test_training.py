@@ -105,7 +105,7 @@ def test_a_run_leaves_the_whole_run_folder(tmp_path):
     assert status["state"] == runs.FINISHED and status["epoch"] == 8
     document = json.loads((run_dir / "config.json").read_text())
     assert document["class_names"] == sorted(SHAPES) and "tensorflow" in document["versions"]
-    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())["validation"]
     with open(run_dir / "predictions.csv", encoding="utf-8") as stream:
         predictions = list(csv.DictReader(stream))
     assert sum(map(sum, evaluation["confusion_matrix"])) == len(predictions) == 18  # 20% of 90

@@ -1,0 +1,67 @@
+"""Training settings chosen from the data: model, image size, colour mode and epochs, with a one-line reason.
+
+Measured on the two kinds of data people bring (README, bench/bench_photos.py): on a folder of
+160 phone photos, `small_cnn` from scratch stays at chance while the offline ImageNet
+`efficientnet_lite0` reaches 97-100% validation accuracy; on small grayscale images in quantity
+(Fashion-MNIST), `small_cnn` at the images' own size is both faster and more accurate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imgclf_core.dataset import DatasetIndex
+from imgclf_core.models import GRAYSCALE_MODES, MODEL_REGISTRY, OFFLINE_BACKBONE, suggested_input
+
+FROM_SCRATCH_MODEL = "small_cnn"
+# Below this many images in the smallest class, a network trained from scratch cannot generalise.
+FEW_IMAGES_PER_CLASS = 100
+# From this median shorter side on, images are photos rather than icons or digits.
+PHOTO_SIDE = 64
+# Head epochs run on cached features (a second or so each); fine-tuning runs the whole base.
+PRETRAINED_HEAD_EPOCHS = 20
+PRETRAINED_FINE_TUNE_EPOCHS = 5
+FROM_SCRATCH_EPOCHS = 15
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Training settings for a dataset and why."""
+
+    model: str
+    image_size: int
+    color_mode: str
+    epochs: int
+    fine_tune_epochs: int
+    reason: str
+
+
+def recommend_settings(index: DatasetIndex) -> Recommendation:
+    """Photos, colour images or few images per class -> pretrained efficientnet_lite0; else small_cnn."""
+    records = index.records
+    counts = [count for count in index.class_counts.values() if count > 0]
+    fewest = min(counts) if counts else 0
+    sides = sorted(min(record.width, record.height) for record in records)
+    median_side = sides[len(sides) // 2] if sides else 0
+    colour = any(record.mode not in GRAYSCALE_MODES for record in records)
+    reasons = [
+        text for condition, text in (
+            (median_side >= PHOTO_SIDE, f"photos ({median_side} px median shorter side)"),
+            (colour, "colour images"),
+            (bool(records) and fewest < FEW_IMAGES_PER_CLASS, f"only {fewest} images in the smallest class"),
+        ) if condition
+    ]
+    if reasons:
+        spec = MODEL_REGISTRY[OFFLINE_BACKBONE]
+        return Recommendation(
+            OFFLINE_BACKBONE, spec.default_image_size, "rgb", PRETRAINED_HEAD_EPOCHS, PRETRAINED_FINE_TUNE_EPOCHS,
+            f"{', '.join(reasons).capitalize()}: ImageNet-pretrained {OFFLINE_BACKBONE} at "
+            f"{spec.default_image_size} px (works offline) learns these from few examples; a usable model comes "
+            f"from its features in seconds, then {PRETRAINED_FINE_TUNE_EPOCHS} epochs fine-tune it.",
+        )
+    image_size, color_mode = suggested_input(FROM_SCRATCH_MODEL, index)
+    return Recommendation(
+        FROM_SCRATCH_MODEL, image_size, color_mode, FROM_SCRATCH_EPOCHS, 0,
+        f"Small {color_mode} images ({median_side} px), at least {fewest} per class: {FROM_SCRATCH_MODEL} "
+        f"trained from scratch at their own size is fast and accurate on these.",
+    )
