@@ -155,11 +155,13 @@ def _train(run_dir: Path, chief: bool, stop_request: StopRequest, epoch_listener
     spec = MODEL_REGISTRY.get(config.model.name)
     if spec is None:
         raise DatasetError(f"unknown model {config.model.name!r} in {run_dir / 'config.json'}")
+    # Kept from an earlier trainer of this run (resume), so the pages keep saying a model is ready.
+    usable_model = runs.read_status(run_dir).get("usable_model")
     if chief:
         # The CLI refuses a run another trainer holds, so temp files here are a killed writer's leftovers.
         for folder in (run_dir, run_dir / "checkpoint"):
             remove_stale_temp_files(folder)
-        runs.write_status(run_dir, runs.RUNNING, message="scanning the dataset")
+        runs.write_status(run_dir, runs.RUNNING, message="scanning the dataset", usable_model=usable_model)
     index = scan_dataset(config.data_dir)
     class_names = list(index.class_names)
     if document.get("class_names") and document["class_names"] != class_names:
@@ -183,7 +185,7 @@ def _train(run_dir: Path, chief: bool, stop_request: StopRequest, epoch_listener
     with strategy.scope():
         model = create_model(config.model, len(class_names), config.data.image_size, config.data.channels)
     loop = _Loop(run_dir, chief, config, model, class_names, strategy, weights, stop_request, state)
-    loop.epoch_listener = epoch_listener
+    loop.epoch_listener, loop.usable_model = epoch_listener, usable_model
     if weights is not None and chief:
         loop.notes.append("classes are imbalanced: training with inverse-frequency class weights")
     if _head_trains_on_features(config, spec.pretrained, stages, loop.state, strategy):
@@ -225,8 +227,7 @@ class _Loop:
         self.strategy, self.stop_request = strategy, stop_request
         self.state: LoopState = state or LoopState()
         self.notes: list[str] = []
-        # Kept from an earlier trainer of this run (resume), so the pages keep saying a model is ready.
-        self.usable_model: dict[str, Any] | None = runs.read_status(run_dir).get("usable_model") if chief else None
+        self.usable_model: dict[str, Any] | None = None  # {"val_accuracy", "epoch", "seconds"} once written
         self.total_epochs = config.training.epochs + config.training.fine_tune_epochs
         class_weight_vector = weights if weights is not None else np.ones(len(class_names), "float32")
         self.class_weight_vector = tf.constant(class_weight_vector)
