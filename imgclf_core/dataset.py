@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from imgclf_core.fileio import atomic_write_json, user_cache_dir
-from imgclf_core.images import UNREADABLE, ImageDecodeError, decode_image_with_info, read_image_bytes
+from imgclf_core.images import UNREADABLE, ImageDecodeError, inspect_image, read_image_bytes
 from imgclf_core.parallel import decode_thread_count, map_in_threads
 
 ProgressCallback = Callable[[int, int], None]
@@ -90,12 +90,14 @@ def detect_layout(root: str | os.PathLike) -> DatasetLayout:
     root_path = Path(root)
     prefix = ""
     visible = _visible_folders(root_path)
+    # Our own _inbox or _quarantine beside a wrapping folder does not make it a class.
+    wrapping = [name for name in visible if not name.startswith("_")]
     files = [entry for entry in _visible_entries(root_path) if not entry.is_dir()]
-    if len(visible) == 1 and not files and not visible[0].startswith("_"):
-        inner = root_path / visible[0]
+    if len(wrapping) == 1 and not files:
+        inner = root_path / wrapping[0]
         inner_folders = _visible_folders(inner)
         if len(inner_folders) >= 2 or _split_folders(inner, inner_folders):
-            prefix, root_path, visible = visible[0], inner, inner_folders
+            prefix, root_path, visible = wrapping[0], inner, inner_folders
     return DatasetLayout(prefix, _split_folders(root_path, visible))
 
 
@@ -286,10 +288,10 @@ def _inspect_file(candidate: _Candidate) -> list:
     stamp = [candidate.size, candidate.mtime_ns]
     try:
         data = read_image_bytes(candidate.absolute_path)
-        decoded = decode_image_with_info(data)
+        # Checks the whole file as a decode would; a 12-megapixel JPEG is checked at 1/8 scale.
+        info = inspect_image(data)
     except ImageDecodeError as error:
         return stamp + ["skip", str(error)]
-    info = decoded.info
     digest = hashlib.sha256(data).hexdigest()
     return stamp + ["image", digest, info.width, info.height, info.mode, info.format, info.frames]
 

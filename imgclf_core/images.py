@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 # Formats we decode (phone MPO files open through JPEG). Everything else is refused with a
 # reason, even when Pillow could read it.
@@ -27,6 +27,9 @@ DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 COLOR_MODES = ("rgb", "grayscale")
 WHITE = (255, 255, 255)
+# EXIF orientations that transpose the stored pixels (width and height trade places when applied).
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+_ORIENTATION_TAG = 0x0112
 
 # Reasons a file is not used. Stable strings: the UI, the CLI JSON and the tests use them.
 EMPTY_FILE = "empty file"
@@ -105,11 +108,12 @@ def decode_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     background: tuple[int, int, int] = WHITE,
+    reduced_jpeg_decode: bool = True,
 ) -> np.ndarray:
     """Decode an image to uint8 (H, W, 3) for rgb or (H, W, 1) for grayscale; raises ImageDecodeError."""
     return decode_image_with_info(
         source, color_mode=color_mode, size=size, max_pixels=max_pixels,
-        max_bytes=max_bytes, background=background,
+        max_bytes=max_bytes, background=background, reduced_jpeg_decode=reduced_jpeg_decode,
     ).array
 
 
@@ -121,31 +125,104 @@ def decode_image_with_info(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     background: tuple[int, int, int] = WHITE,
+    reduced_jpeg_decode: bool = True,
 ) -> DecodedImage:
-    """Like `decode_image`, and also say what the file was (format, size, mode, frames)."""
+    """Like `decode_image`, and also say what the file was (format, size, mode, frames).
+
+    With `size` and `reduced_jpeg_decode`, a JPEG at least twice the size is decoded by libjpeg at
+    1/2, 1/4 or 1/8 scale (never below `size`), then resized as usual; False decodes at full size.
+    """
     if color_mode not in COLOR_MODES:
         raise ValueError(f"color_mode must be one of {COLOR_MODES}, got {color_mode!r}")
+    height_width = _height_width(size)
     data = read_image_bytes(source, max_bytes)
-    image = _open_allowed(data)
-    with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ImageDecodeError(
-                TOO_MANY_PIXELS, f"{width}x{height} is {width * height} pixels, limit {max_pixels}"
-            )
-        _load_first_frame(image)
-        info_format, info_mode = image.format, image.mode
-        frames = _count_frames(image)
-        upright = _apply_exif_orientation(image)
-        converted = _to_rgb_or_l(upright, color_mode, background)
-        if size is not None:
-            height_width = (size, size) if isinstance(size, int) else tuple(size)
+    with _open_checked(data, max_pixels) as image:
+        draft_height_width = height_width if reduced_jpeg_decode else None
+        converted, info = _load_upright(image, color_mode, background, draft_height_width)
+        if height_width is not None:
             converted = converted.resize((height_width[1], height_width[0]), Image.Resampling.BILINEAR)
         array = np.asarray(converted, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]
-    info = ImageInfo(info_format, upright.width, upright.height, info_mode, frames)
     return DecodedImage(np.ascontiguousarray(array), info)
+
+
+def inspect_image(
+    source: ImageSource,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    reduced_jpeg_decode: bool = True,
+) -> ImageInfo:
+    """Check a file as a decode would (same errors, same ImageInfo), decoding a JPEG at 1/8 scale."""
+    data = read_image_bytes(source, max_bytes)
+    with _open_checked(data, max_pixels) as image:
+        # libjpeg still reads the whole entropy-coded stream at 1/8 scale, so truncation and damage
+        # surface as in a full decode; only the inverse DCT and the pixels written are smaller.
+        smallest = (1, 1) if reduced_jpeg_decode else None
+        return _load_upright(image, "rgb", WHITE, smallest)[1]
+
+
+def _height_width(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    height_width = (size, size) if isinstance(size, int) else tuple(size)
+    if len(height_width) != 2 or min(height_width) < 1:
+        raise ValueError(f"size must be a positive int or (height, width), got {size!r}")
+    return height_width
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open an allowed format and refuse too many pixels from the header, before any pixel is decoded."""
+    image = _open_allowed(data)
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageDecodeError(
+            TOO_MANY_PIXELS, f"{width}x{height} is {width * height} pixels, limit {max_pixels}"
+        )
+    return image
+
+
+def _load_upright(
+    image: Image.Image,
+    color_mode: str,
+    background: tuple[int, int, int],
+    draft_height_width: tuple[int, int] | None,
+) -> tuple[Image.Image, ImageInfo]:
+    """Load the first frame (a JPEG drafted down to draft_height_width), count frames, apply EXIF, convert."""
+    _seek_first_frame(image)
+    # The file's own size, before a draft shrinks the image object: ImageInfo describes the file.
+    stored_width, stored_height = image.size
+    if draft_height_width is not None:
+        _draft_jpeg(image, draft_height_width)
+    _load_first_frame(image)
+    info_format, info_mode = image.format, image.mode
+    frames = _count_frames(image)
+    upright, swapped = _apply_exif_orientation(image)
+    converted = _to_rgb_or_l(upright, color_mode, background)
+    width, height = (stored_height, stored_width) if swapped else (stored_width, stored_height)
+    return converted, ImageInfo(info_format, width, height, info_mode, frames)
+
+
+def _draft_jpeg(image: Image.Image, height_width: tuple[int, int]) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale while the upright image stays >= height_width."""
+    if not isinstance(image, JpegImagePlugin.JpegImageFile):
+        return
+    target_height, target_width = height_width
+    if _exif_orientation(image) in TRANSPOSING_ORIENTATIONS:
+        # Stored sideways: the stored width becomes the upright height.
+        target_width, target_height = target_height, target_width
+    # Mode None: the decoder's colour output stays as in a full decode, so conversion is unchanged.
+    image.draft(None, (target_width, target_height))
+
+
+def _exif_orientation(image: Image.Image) -> object:
+    """The Orientation tag as stored (compared as exif_transpose compares it), 1 when unreadable."""
+    try:
+        return image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block leaves the pixels as stored
+        return 1
 
 
 def _open_allowed(data: bytes) -> Image.Image:
@@ -202,9 +279,18 @@ def _name_other_format(data: bytes) -> str | None:
         return None
 
 
-def _load_first_frame(image: Image.Image) -> None:
+def _seek_first_frame(image: Image.Image) -> None:
+    # Before any draft: moving an MPO to another frame re-reads that frame's header and drops a draft.
     try:
         image.seek(0)
+    except Image.DecompressionBombError as error:
+        raise ImageDecodeError(TOO_MANY_PIXELS, str(error)) from error
+    except _DAMAGED_DATA_ERRORS as error:
+        raise _damaged_data_error(error) from error
+
+
+def _load_first_frame(image: Image.Image) -> None:
+    try:
         image.load()
     except Image.DecompressionBombError as error:
         raise ImageDecodeError(TOO_MANY_PIXELS, str(error)) from error
@@ -231,11 +317,13 @@ def _damaged_data_error(error: Exception, out_of_data: tuple[type, ...] = (EOFEr
     return ImageDecodeError(TRUNCATED if is_truncated else CORRUPT, message)
 
 
-def _apply_exif_orientation(image: Image.Image) -> Image.Image:
+def _apply_exif_orientation(image: Image.Image) -> tuple[Image.Image, bool]:
+    """The upright image, and whether width and height traded places."""
     try:
-        return ImageOps.exif_transpose(image)
+        upright = ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - a broken EXIF block leaves the pixels as stored
-        return image
+        return image, False
+    return upright, _exif_orientation(image) in TRANSPOSING_ORIENTATIONS
 
 
 def _to_rgb_or_l(image: Image.Image, color_mode: str, background: tuple[int, int, int]) -> Image.Image:

@@ -259,8 +259,9 @@ class _Loop:
         train, validation = self._features_of(root, splits)
 
         def on_epoch(epoch_index: int, values: dict) -> bool:
-            row = {"epoch": epoch_index + 1, "stage": HEAD, **values,
-                   "seconds": round(time.monotonic() - stage_started, 3)}
+            now = time.monotonic()
+            row = {"epoch": epoch_index + 1, "stage": HEAD, **values, "seconds": round(now - epoch_started[0], 3)}
+            epoch_started[0] = now
             self.state.epoch = self.state.stage_epoch = epoch_index + 1
             self.state.history.append(row)
             if self.epoch_listener is not None:
@@ -269,7 +270,7 @@ class _Loop:
                 self._write_status(runs.RUNNING, f"training the head on features: epoch {row['epoch']}/{head_epochs}")
             return self.stop_request.requested
 
-        stage_started = time.monotonic()
+        epoch_started = [time.monotonic()]
         best = train_head_on_features(
             self.model, self.optimizer, train, validation, head_epochs, self.config.data.batch_size,
             self.class_weight_vector.numpy(),

@@ -92,6 +92,8 @@ def test_one_wrapping_folder_is_looked_through(tmp_path):
     assert index.layout.prefix == "cats_vs_dogs"
     reasons = {item.path: item.reason for item in index.skipped}
     assert reasons["cats_vs_dogs/README.txt"].startswith("not in a split folder")
+    write(root, "_inbox/unlabelled.png", png_bytes(500))  # an inbox added beside it later changes nothing
+    assert scan_dataset(root).class_names == ["cats", "dogs"]
     # A plain class-folder dataset inside a wrapping folder is opened at the right level too.
     plain = shapes_tree(tmp_path / "zip" / "shapes", per_class=2)
     assert scan_dataset(plain.parent).class_names == ["cross", "ring", "square"]

@@ -289,13 +289,13 @@ def test_progress_reports_every_file_done(tmp_path):
 def decode_calls(monkeypatch):
     """Count the decoder calls the scanner makes (proof that a warm scan reads no image)."""
     calls: list[int] = []
-    original = imgclf_core.dataset.decode_image_with_info
+    original = imgclf_core.dataset.inspect_image
 
     def counting_decode(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(imgclf_core.dataset, "decode_image_with_info", counting_decode)
+    monkeypatch.setattr(imgclf_core.dataset, "inspect_image", counting_decode)
     return calls
 
 
