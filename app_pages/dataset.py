@@ -12,8 +12,8 @@ import streamlit as st
 from imgclf_app.charts import counts_chart
 from imgclf_app.dataset_state import scan_or_report, sidebar_ui, thumbnail_path
 from imgclf_app.forms import augmentation_form
-from imgclf_app.views import dataset_summary_ui, in_columns
-from imgclf_core.dataset import DatasetIndex, ImageRecord
+from imgclf_app.views import dataset_summary_ui, in_columns, split_warnings
+from imgclf_core.dataset import SPLITS, TRAIN, DatasetIndex, ImageRecord
 from imgclf_core.dataset_report import mode_distribution, size_distribution
 from imgclf_core.images import ImageDecodeError, decode_image
 from imgclf_core.thumbnails import make_thumbnail
@@ -21,6 +21,7 @@ from imgclf_core.thumbnails import make_thumbnail
 GRID_COLUMNS = 6
 PAGE_SIZES = (24, 48, 96)
 PREVIEW_COUNTS = (4, 8, 12, 16)
+ALL_SPLITS = "All splits"
 PREVIEW_SIZE = 128  # preview images are decoded at most this large: the preview shows transforms, not detail
 
 
@@ -37,15 +38,48 @@ def distributions_ui(index: DatasetIndex) -> None:
         st.altair_chart(counts_chart(mode_distribution(index), "mode"), width="stretch")
 
 
+def splits_ui(index: DatasetIndex) -> None:
+    """The dataset's own train/validation/test folders: counts per class and split, gaps, leakage."""
+    counts = index.split_counts
+    st.subheader("Splits")
+    st.caption("From the dataset's split folders. Training uses train, picks the best model on validation; "
+               "test is held out and only evaluated at the end.")
+    table = pd.DataFrame(counts)
+    table["total"] = table.sum(axis=1)
+    table.loc["total"] = table.sum()
+    table.index.name = "class"
+    st.dataframe(table, width="content")
+    for warning in split_warnings(index):
+        st.warning(warning)
+    leakage_ui(index)
+
+
+def leakage_ui(index: DatasetIndex) -> None:
+    """Identical images found in two splits, with their paths: each one inflates the held-out figures."""
+    groups = index.leakage_groups
+    if not groups:
+        st.caption("No image appears in more than one split.")
+        return
+    split_of = {record.path: record.split for record in index.records}
+    rows = [{split: ", ".join(path for path in group if split_of[path] == split) for split in index.split_counts}
+            for group in groups]
+    with st.expander(f"Identical images in more than one split ({len(groups)})", expanded=len(groups) <= 10):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
-    columns = st.columns([2, 2, 1])
+    splits = list(index.split_counts)
+    columns = st.columns([2, 2, 2, 1] if splits else [2, 2, 1])
     label = columns[0].selectbox("Class", ["All classes", *index.class_names], key="grid_class")
-    name_filter = columns[1].text_input("File name contains", key="grid_name").strip().lower()
-    page_size = columns[2].selectbox("Per page", PAGE_SIZES, key="grid_page_size")
+    split = columns[1].selectbox("Split", [ALL_SPLITS, *splits], key="grid_split") if splits else ALL_SPLITS
+    name_filter = columns[-2].text_input("File name contains", key="grid_name").strip().lower()
+    page_size = columns[-1].selectbox("Per page", PAGE_SIZES, key="grid_page_size")
     records = [
         record for record in index.records
-        if (label == "All classes" or record.label == label) and name_filter in Path(record.path).name.lower()
+        if (label == "All classes" or record.label == label) and split in (ALL_SPLITS, record.split)
+        and name_filter in Path(record.path).name.lower()
     ]
+    records.sort(key=lambda record: SPLITS.index(record.split) if record.split else 0)  # train images first
     pages = max(1, math.ceil(len(records) / page_size))
     if st.session_state.get("grid_page", 1) > pages:  # a narrower filter leaves fewer pages
         st.session_state["grid_page"] = pages
@@ -62,7 +96,9 @@ def grid_ui(index: DatasetIndex) -> None:
         if thumbnail is None:
             column.caption(f"{record.path}: no longer readable")
             continue
-        column.image(thumbnail, caption=f"{record.label} · {Path(record.path).name}")
+        # "class · split · file" in the split layout, "class · file" otherwise
+        caption = " · ".join(part for part in (record.label, record.split, Path(record.path).name) if part)
+        column.image(thumbnail, caption=caption)
         if column.button("Inspect", key=f"inspect:{record.path}"):
             st.session_state["inspect_path"] = record.path
     inspected_ui(index)
@@ -80,7 +116,9 @@ def inspected_ui(index: DatasetIndex) -> None:
         except ImageDecodeError as error:
             left.error(f"{record.path}: {error}")
         right.markdown(
-            f"**{Path(record.path).name}**  \nclass: `{record.label}`  \npath: `{index.absolute_path(record.path)}`  \n"
+            f"**{Path(record.path).name}**  \nclass: `{record.label}`  \n"
+            + (f"split: `{record.split}`  \n" if record.split else "")
+            + f"path: `{index.absolute_path(record.path)}`  \n"
             f"size: {record.width}×{record.height}  \nmode: {record.mode} ({record.format})  \n"
             f"sha256: `{record.sha256}`"
         )
@@ -128,10 +166,11 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
     columns = st.columns([3, 1, 1])
     by_path = {record.path: record for record in index.records}
     paths = list(by_path)
+    # The inspected image, else the first one training would see (not a test image).
     default = st.session_state.get("inspect_path")
-    chosen = columns[0].selectbox(
-        "Image", paths, index=paths.index(default) if default in paths else 0, key="preview_image"
-    )
+    if default not in by_path:
+        default = next((record.path for record in index.records if record.split in ("", TRAIN)), paths[0])
+    chosen = columns[0].selectbox("Image", paths, index=paths.index(default), key="preview_image")
     count = columns[1].selectbox("Versions", PREVIEW_COUNTS, index=1, key="preview_count")
     if columns[2].button("Reshuffle", key="preview_reshuffle"):
         st.session_state["preview_seed"] = st.session_state.get("preview_seed", 0) + 1
@@ -159,7 +198,9 @@ if folder is not None:
     dataset_index = scan_or_report(folder)
     if dataset_index is not None:
         st.caption(str(folder))
-        dataset_summary_ui(dataset_index)
+        dataset_summary_ui(dataset_index, split_warnings_elsewhere=True)
+        if dataset_index.split_counts:
+            splits_ui(dataset_index)
         if dataset_index.records:
             distributions_ui(dataset_index)
             grid_ui(dataset_index)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from imgclf_app.dataset_state import current_run_dir, scan_or_report, sidebar_ui, thumbnail_path
-from imgclf_app.views import dataset_summary_ui
+from imgclf_app.views import dataset_summary_ui, held_out_accuracy
 from imgclf_core import runs
 from imgclf_core.dataset import DatasetIndex
 
@@ -17,6 +17,11 @@ THUMBNAILS_PER_CLASS = 4
 
 def class_counts_ui(index: DatasetIndex) -> None:
     st.subheader("Images per class")
+    if index.split_counts:  # the dataset's own train/validation/test folders, stacked
+        counts = pd.DataFrame([{"class": name, "split": split, "images": count}
+                               for split, by_class in index.split_counts.items() for name, count in by_class.items()])
+        st.bar_chart(counts, x="class", y="images", color="split", height=260)
+        return
     counts = pd.DataFrame({"class": list(index.class_counts), "images": list(index.class_counts.values())})
     st.bar_chart(counts, x="class", y="images", height=260)
 
@@ -48,10 +53,11 @@ def run_glance_ui(folder: Path | None) -> None:
         st.page_link("app_pages/train.py", label="No run yet: train a model", icon=":material/monitoring:")
         return
     summary = runs.summarize_run(run_dir)
-    accuracy = summary["best_val_accuracy"]
+    accuracy, test_accuracy = summary["best_val_accuracy"], held_out_accuracy(run_dir)
     best = f", best validation accuracy {accuracy:.2%}" if accuracy is not None else ""
-    st.page_link("app_pages/train.py", label=f"Run {summary['run']}: {summary['state']}, epoch {summary['epochs']}{best}",
-                 icon=":material/monitoring:")
+    test = f", test accuracy {test_accuracy:.2%} (held out)" if test_accuracy is not None else ""
+    st.page_link("app_pages/train.py", icon=":material/monitoring:",
+                 label=f"Run {summary['run']}: {summary['state']}, epoch {summary['epochs']}{best}{test}")
 
 
 folder = sidebar_ui()

@@ -12,8 +12,9 @@ from imgclf_app.charts import confusion_difference_chart
 from imgclf_app.dataset_state import current_run_dir, sidebar_ui
 from imgclf_app.model_state import model_file_stamp, predictor_or_report
 from imgclf_app.relabel_menu import relabel_menu_ui, relabel_messages_ui, undo_redo_ui
-from imgclf_app.views import evaluation_ui, in_columns, refused_while_busy
+from imgclf_app.views import SPLIT_NAMES, SPLIT_TITLES, evaluation_ui, in_columns, refused_while_busy
 from imgclf_core import runs
+from imgclf_core.dataset import TEST, VALIDATION
 from imgclf_core.evaluation import confusion_matrix_difference
 from imgclf_core.images import ImageDecodeError, read_image_bytes
 from imgclf_core.mistakes import (
@@ -63,7 +64,9 @@ def gallery_ui(rows: list[dict], predictor, model_key: str, folder: Path, journa
         st.caption("No images here.")
         return
     pages = -(-len(rows) // GALLERY_SIZE)
-    page = st.number_input(f"Page (of {pages})", 1, pages, key=f"{key}_page") if pages > 1 else 1
+    # Per split: the other split's cell may have fewer pages than the page number left here.
+    page_key = f"{key}_page:{rows[0]['split']}"
+    page = st.number_input(f"Page (of {pages})", 1, pages, key=page_key) if pages > 1 else 1
     shown = rows[(page - 1) * GALLERY_SIZE:page * GALLERY_SIZE]
     st.caption(f"{len(rows)} image(s); Grad-CAM shows where the model looked for the class it predicted.")
     located = journal.current_paths([row["path"] for row in shown])
@@ -108,19 +111,19 @@ def cell_ui(evaluation: dict, rows: list[dict], predictor, model_key: str, folde
     gallery_ui(cell_predictions(rows, true_label, predicted_label), predictor, model_key, folder, journal, "cell")
 
 
-def top_losses_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal) -> None:
+def top_losses_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal, split: str) -> None:
     st.subheader("Top losses")
-    st.caption("The validation images the model is most confidently wrong about: often a wrong label.")
+    st.caption(f"The {split} images the model is most confidently wrong about: often a wrong label.")
     gallery_ui(top_losses(rows, TOP_LOSSES), predictor, model_key, folder, journal, "losses")
 
 
-def class_gradcam_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal) -> None:
+def class_gradcam_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal, split: str) -> None:
     st.subheader("Average Grad-CAM of a class")
     label = st.selectbox("Class", predictor.class_names, key="mistakes_average_class")
     paths = journal.current_paths([row["path"] for row in rows if row["true"] == label][:AVERAGE_GRADCAM_IMAGES])
     paths = [str(folder / path) for path in paths if (folder / path).is_file()]
     if not paths:
-        st.caption("No validation images of this class.")
+        st.caption(f"No {split} images of this class.")
         return
     mean_image, heatmap = average_gradcam(predictor, model_key, tuple(paths), predictor.class_names.index(label))
     columns = st.columns(4)
@@ -148,10 +151,10 @@ def journal_ui(folder: Path, journal: RelabelJournal, run_dir: Path) -> None:
             st.rerun()
 
 
-def comparison_ui(run_dir: Path, evaluation: dict) -> None:
-    """After a retrain: what changed against the run it retrains."""
+def comparison_ui(run_dir: Path, evaluation: dict, split: str) -> None:
+    """After a retrain: what changed on `split` against the run it retrains."""
     parent = runs.retrained_from(run_dir)
-    before = runs.read_evaluation(parent) if parent is not None else None
+    before = runs.read_evaluation(parent, split) if parent is not None else None
     if before is None:
         return
     st.subheader(f"Compared with {parent.name} (before relabeling)")
@@ -160,9 +163,27 @@ def comparison_ui(run_dir: Path, evaluation: dict) -> None:
     except ValueError as error:
         st.warning(str(error))
         return
-    st.metric("Validation accuracy", f"{evaluation['accuracy']:.2%}", f"{difference['accuracy_change']:+.2%}")
+    st.metric(f"{SPLIT_NAMES[split]} accuracy", f"{evaluation['accuracy']:.2%}", f"{difference['accuracy_change']:+.2%}")
     st.altair_chart(confusion_difference_chart(difference["confusion_matrix"], difference["class_names"]),
                     width="stretch")
+
+
+def split_choice_ui(run_dir: Path) -> str:
+    """Validation by default; the held-out test split too when the run has test predictions."""
+    if not read_run_predictions(run_dir, TEST):
+        return VALIDATION
+    return st.radio("Images of", [VALIDATION, TEST], key="mistakes_split", horizontal=True,
+                    format_func=SPLIT_TITLES.get,
+                    help="The test split is held out: never trained on, never used to pick the model.")
+
+
+def other_accuracy(run_dir: Path, split: str) -> dict[str, float]:
+    """The other split's accuracy, shown beside the chosen one's ({} when the run has no test split)."""
+    other = TEST if split == VALIDATION else VALIDATION
+    evaluation = runs.read_evaluation(run_dir, other)
+    if evaluation is None:
+        return {}
+    return {"Test accuracy (held out)" if other == TEST else "Validation accuracy": evaluation["accuracy"]}
 
 
 def waiting_ui(run_dir: Path) -> None:
@@ -170,6 +191,9 @@ def waiting_ui(run_dir: Path) -> None:
     status = runs.read_status(run_dir)
     if status["state"] in runs.ACTIVE_STATES:
         st.info(f"Run {run_dir.name} is training ({status.get('message', '')}); its mistakes appear when it finishes.")
+        if status.get("usable_model"):
+            st.page_link("app_pages/predict.py", label="Usable model ready: classify images with it now",
+                         icon=":material/image_search:")
         st.page_link("app_pages/train.py", label="Watch it on the Train page", icon=":material/monitoring:")
         st.fragment(run_every=3)(_rerun_when_done)(run_dir)
     else:
@@ -185,8 +209,9 @@ folder = sidebar_ui()
 st.title("Mistakes")
 if folder is not None:
     run = run_choice_ui(folder)
-    evaluation = runs.read_evaluation(run) if run is not None else None
-    predictions = read_run_predictions(run) if run is not None else None
+    chosen_split = split_choice_ui(run) if run is not None else VALIDATION
+    evaluation = runs.read_evaluation(run, chosen_split) if run is not None else None
+    predictions = read_run_predictions(run, chosen_split) if run is not None else None
     if run is None:
         st.info("No run of this dataset yet: train one on the Train page.")
     elif evaluation is None or predictions is None:
@@ -197,9 +222,9 @@ if folder is not None:
             key = f"{run}:{model_file_stamp(str(run))}"
             relabel_journal = RelabelJournal(folder)
             relabel_messages_ui()
-            comparison_ui(run, evaluation)
-            evaluation_ui(evaluation)
+            comparison_ui(run, evaluation, chosen_split)
+            evaluation_ui(evaluation, chosen_split, beside=other_accuracy(run, chosen_split))
             cell_ui(evaluation, predictions, predictor, key, folder, relabel_journal)
-            top_losses_ui(predictions, predictor, key, folder, relabel_journal)
-            class_gradcam_ui(predictions, predictor, key, folder, relabel_journal)
+            top_losses_ui(predictions, predictor, key, folder, relabel_journal, chosen_split)
+            class_gradcam_ui(predictions, predictor, key, folder, relabel_journal, chosen_split)
             journal_ui(folder, relabel_journal, run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -11,41 +12,76 @@ from imgclf_app.charts import curves_chart, curves_frame
 from imgclf_app.dataset_state import scan_or_report, sidebar_ui
 from imgclf_app.export_view import export_ui
 from imgclf_app.forms import current_augmentation, describe_augmentation
-from imgclf_app.views import evaluation_ui, refused_while_busy
+from imgclf_app.views import held_out_accuracy, refused_while_busy, split_evaluations_ui
 from imgclf_core import runs
 from imgclf_core.config import DataConfig, ModelConfig, RunConfig, TrainingConfig
-from imgclf_core.dataset import DatasetIndex
+from imgclf_core.dataset import TEST, VALIDATION, DatasetError, DatasetIndex
 from imgclf_core.models import MODEL_REGISTRY, suggested_input
+from imgclf_core.recommend import Recommendation, recommend_settings
+from imgclf_core.split import check_trainable_classes, split_records
 
 REFRESH_SECONDS = 2
 RESUMABLE_STATES = (runs.STOPPED, runs.INTERRUPTED, runs.FAILED)
+# Widgets keyed by model name (their defaults depend on the model).
+MODEL_KEYED_PREFIXES = ("train_size:", "train_epochs:", "train_fine_tune:")
+
+
+def model_defaults(model_name: str, index: DatasetIndex, recommended: Recommendation) -> tuple[int, str, int, int]:
+    """(image size, colour mode, epochs, fine-tune epochs) the form starts from: the recommendation for its model."""
+    if model_name == recommended.model:
+        return recommended.image_size, recommended.color_mode, recommended.epochs, recommended.fine_tune_epochs
+    image_size, color_mode = suggested_input(model_name, index)
+    return image_size, color_mode, TrainingConfig().epochs, TrainingConfig().fine_tune_epochs
+
+
+def model_choice_ui(recommended: Recommendation) -> str:
+    """The model picker, on the recommended model until the user picks another."""
+    names = list(MODEL_REGISTRY)
+
+    def describe(name: str) -> str:
+        kind = "pretrained" if MODEL_REGISTRY[name].pretrained else "from scratch"
+        return f"{name} ({kind}, recommended)" if name == recommended.model else f"{name} ({kind})"
+
+    model_name = st.selectbox("Model", names, index=names.index(recommended.model), key="train_model",
+                              format_func=describe)
+    st.info(f"Recommended for this data: {recommended.reason}", icon=":material/lightbulb:")
+    st.caption(MODEL_REGISTRY[model_name].description)
+    return model_name
+
+
+def forget_other_dataset_choices(folder: Path) -> None:
+    """Another dataset gets its own recommendation: drop the model and its settings picked for the last one."""
+    if st.session_state.get("train_form_folder") == str(folder):
+        return
+    st.session_state["train_form_folder"] = str(folder)
+    for key in [key for key in st.session_state if key == "train_model" or key.startswith(MODEL_KEYED_PREFIXES)]:
+        del st.session_state[key]
 
 
 def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     """The training widgets -> RunConfig (the same dataclasses the CLI builds)."""
-    names = list(MODEL_REGISTRY)
-    model_name = st.selectbox(
-        "Model", names, key="train_model",
-        format_func=lambda name: f"{name} ({MODEL_REGISTRY[name].default_image_size} px)",
-    )
+    forget_other_dataset_choices(folder)
+    recommended = recommend_settings(index)
+    model_name = model_choice_ui(recommended)
     spec = MODEL_REGISTRY[model_name]
-    st.caption(spec.description)
-    image_size, color_mode = suggested_input(model_name, index)
+    image_size, color_mode, epochs, fine_tune_epochs = model_defaults(model_name, index, recommended)
     training, data = TrainingConfig(), DataConfig()
     columns = st.columns(4)
-    # Keyed by model: switching model brings back that model's own default size.
+    # Keyed by model: switching model brings back that model's own defaults; edits stick while it stays.
     image_size = columns[0].number_input("Image size (px)", 8, 1024, image_size, key=f"train_size:{model_name}")
-    epochs = columns[1].number_input("Epochs", 1, 1000, training.epochs, key="train_epochs")
+    epochs = columns[1].number_input("Epochs", 1, 1000, epochs, key=f"train_epochs:{model_name}",
+                                     help="Pretrained models: epochs of the head, on cached features (seconds each).")
     batch_size = columns[2].number_input("Batch size", 1, 4096, data.batch_size, key="train_batch")
     learning_rate = columns[3].number_input(
         "Learning rate", 1e-6, 1.0, training.learning_rate, format="%.0e", step=1e-4, key="train_lr"
     )
     columns = st.columns(4)
     fine_tune_epochs = columns[0].number_input(
-        "Fine-tune epochs", 0, 1000, 0, key="train_fine_tune", disabled=not spec.pretrained,
+        "Fine-tune epochs", 0, 1000, fine_tune_epochs, key=f"train_fine_tune:{model_name}",
+        disabled=not spec.pretrained,
         help="Pretrained models: after the head, train the top of the base at a lower rate.",
     )
-    validation_split = columns[1].slider("Validation split", 0.05, 0.5, data.validation_split, 0.05, key="train_val")
+    validation_split = validation_split_ui(columns[1], index, data.validation_split)
     seed = columns[2].number_input("Seed", 0, 2**31 - 1, data.seed, key="train_seed")
     columns[3].markdown(f"Colour: **{color_mode}**  \n(from the images)")
     augmentation = current_augmentation()
@@ -61,6 +97,15 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     )
 
 
+def validation_split_ui(container, index: DatasetIndex, default: float) -> float:
+    """The share held out for validation, unless the dataset has its own validation folder (then that is used)."""
+    if index.split_counts.get(VALIDATION):
+        container.markdown("Validation: **the dataset's validation folder**")
+        return default  # unused: the trainer keeps the given split
+    return container.slider("Validation split", 0.05, 0.5, default, 0.05, key="train_val",
+                            help="Made by content hash, so identical files never land on both sides.")
+
+
 def start_ui(index: DatasetIndex, folder: Path, runs_root: Path, has_runs: bool) -> None:
     with st.expander("New run", expanded=not has_runs):
         config = run_config_form(index, folder)
@@ -68,6 +113,12 @@ def start_ui(index: DatasetIndex, folder: Path, runs_root: Path, has_runs: bool)
             return
         if len(index.class_names) < 2:
             st.error("Training needs at least two classes with images.")
+            return
+        try:  # a class only the validation or test folder has: say so now, not after the trainer starts
+            check_trainable_classes(split_records(index.records, config.data.validation_split, config.data.seed),
+                                    index.class_names)
+        except DatasetError as error:
+            st.error(str(error))
             return
         handle = runs.start_run(config, runs.new_run_dir(runs_root, config.model.name))
         st.session_state["run_dir"] = str(handle.run_dir)
@@ -97,7 +148,7 @@ def run_panel(run_dir: Path) -> None:
     status = runs.read_status(run_dir)
     history, progress = runs.read_history(run_dir), runs.read_progress(run_dir)
     state = status["state"]
-    epochs = status.get("epochs") or 0
+    epochs = status.get("epochs") or _planned_epochs(run_dir)
     latest = progress[-1] if progress else {}
     columns = st.columns(4)
     columns[0].metric("State", state)
@@ -105,10 +156,8 @@ def run_panel(run_dir: Path) -> None:
     remaining = runs.remaining_seconds(status, progress)
     columns[2].metric("Time left", _duration(remaining) if remaining is not None else "–")
     columns[3].metric("Learning rate", f"{latest['lr']:.2e}" if latest.get("lr") is not None else "–")
-    if state in runs.ACTIVE_STATES and latest.get("steps"):
-        st.progress(latest["step"] / latest["steps"],
-                    text=f"epoch {latest['epoch']}/{epochs}: step {latest['step']}/{latest['steps']}")
-    st.caption(status.get("message", ""))
+    activity_ui(status, latest, epochs)
+    usable_model_ui(status)
     for note in status.get("notes") or []:
         st.info(note)
     if state == runs.FAILED:
@@ -127,6 +176,32 @@ def run_panel(run_dir: Path) -> None:
         st.rerun()  # the run just ended: redraw the whole page (evaluation, runs list)
 
 
+def activity_ui(status: dict, latest: dict, epochs: int) -> None:
+    """What the trainer does right now: a bar over an epoch's batches or over the images whose features it computes."""
+    message = status.get("message", "")
+    if status["state"] not in runs.ACTIVE_STATES:
+        st.caption(message)
+    elif status.get("steps") and "features" in message:  # the first minutes of a pretrained run go here
+        st.progress(min(status["step"] / status["steps"], 1.0), text=message)
+    elif message.startswith("epoch") and latest.get("steps"):
+        st.progress(latest["step"] / latest["steps"],
+                    text=f"epoch {latest['epoch']}/{epochs}: step {latest['step']}/{latest['steps']}")
+    else:  # scanning, decoding, the head on features: steps without batches, said in words
+        st.info(message or "starting", icon=":material/hourglass_top:")
+
+
+def usable_model_ui(status: dict) -> None:
+    """While a pretrained run fine-tunes, its head-on-features model is already saved: say it can be used."""
+    usable = status.get("usable_model")
+    if status["state"] not in runs.ACTIVE_STATES or not usable:
+        return
+    accuracy, seconds = usable.get("val_accuracy"), usable.get("seconds")
+    figure = f" (validation {accuracy:.1%})" if _is_number(accuracy) else ""
+    after = f" after {_duration(seconds)}" if _is_number(seconds) else ""
+    st.success(f"Usable model ready{figure}{after}: the Predict page can use it while fine-tuning goes on",
+               icon=":material/check_circle:")
+
+
 def controls_ui(run_dir: Path, state: str) -> None:
     handle = runs.RunHandle(run_dir)
     columns = st.columns(6)
@@ -140,18 +215,35 @@ def controls_ui(run_dir: Path, state: str) -> None:
             st.rerun()
 
 
+def _planned_epochs(run_dir: Path) -> int:
+    """Head (or full) plus fine-tune epochs from the run's config: some status lines do not repeat them."""
+    try:
+        training = runs.read_run_config(run_dir).training
+    except (runs.RunError, ValueError, KeyError, TypeError):
+        return 0
+    return training.epochs + training.fine_tune_epochs
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
+    if not minutes and not hours:
+        return f"{secs}s"
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
 def finished_run_ui(run_dir: Path) -> None:
-    evaluation = runs.read_evaluation(run_dir)
-    if evaluation is None:
+    evaluations = {split: runs.read_evaluation(run_dir, split) for split in (VALIDATION, TEST)}
+    evaluations = {split: evaluation for split, evaluation in evaluations.items() if evaluation is not None}
+    if not evaluations:
         return
-    st.subheader("Evaluation of the best model on the validation images")
-    evaluation_ui(evaluation)
+    st.subheader("Evaluation of the best model" if TEST in evaluations
+                 else "Evaluation of the best model on the validation images")
+    split_evaluations_ui(evaluations)
     st.page_link("app_pages/mistakes.py", label="See the mistakes: confusion cells, top losses, relabel in place",
                  icon=":material/troubleshoot:")
     export_ui(run_dir)
@@ -160,8 +252,12 @@ def finished_run_ui(run_dir: Path) -> None:
 def runs_list_ui(run_dirs: list[Path]) -> None:
     st.subheader("Runs of this dataset")
     table = pd.DataFrame([runs.summarize_run(run_dir) for run_dir in run_dirs])
+    table.insert(table.columns.get_loc("best_val_accuracy") + 1, "test_accuracy", list(map(held_out_accuracy, run_dirs)))
+    if table["test_accuracy"].isna().all():
+        table = table.drop(columns="test_accuracy")  # no test split: no empty column
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "best_val_accuracy": st.column_config.NumberColumn("best val accuracy", format="%.4f"),
+        "test_accuracy": st.column_config.NumberColumn("test accuracy (held out)", format="%.4f"),
     })
     compare_ui(run_dirs)
     delete_ui(run_dirs)

@@ -8,8 +8,13 @@ from typing import Iterator, Sequence, TypeVar
 import streamlit as st
 
 from imgclf_core import runs
-from imgclf_core.dataset import DatasetIndex
+from imgclf_core.dataset import TEST, VALIDATION, DatasetIndex
+from imgclf_core.dataset import split_warnings
 from imgclf_core.dataset_report import dataset_health_warnings
+
+# How each evaluated split is named wherever its figures are shown.
+SPLIT_NAMES = {VALIDATION: "Validation", TEST: "Test"}
+SPLIT_TITLES = {VALIDATION: "Validation", TEST: "Test (held out, never trained on)"}
 
 Item = TypeVar("Item")
 
@@ -20,27 +25,32 @@ def in_columns(items: Sequence[Item], count: int) -> Iterator[tuple["st.delta_ge
         yield from zip(st.columns(count), items[start:start + count])
 
 
-def dataset_summary_ui(index: DatasetIndex) -> None:
-    """Four counts and every warning (the scan's and the health checks')."""
+def dataset_summary_ui(index: DatasetIndex, split_warnings_elsewhere: bool = False) -> None:
+    """Four counts and every warning (the scan's and the health checks'), but the split ones if shown elsewhere."""
     columns = st.columns(4)
     columns[0].metric("Images", f"{index.num_images:,}")
     columns[1].metric("Classes", len(index.class_names))
     columns[2].metric("Skipped files", len(index.skipped))
     columns[3].metric("Duplicate groups", len(index.duplicate_groups))
+    hidden = set(split_warnings(index)) if split_warnings_elsewhere else set()
     for warning in (*index.warnings, *dataset_health_warnings(index)):
-        st.warning(warning)
+        if warning not in hidden:
+            st.warning(warning)
 
 
-def evaluation_ui(evaluation: dict) -> None:
-    """Accuracy, the per-class precision/recall/F1 table and the confusion matrix of one evaluation."""
+def evaluation_ui(evaluation: dict, split: str = VALIDATION, beside: dict[str, float] | None = None) -> None:
+    """One split's accuracy (other accuracies `beside` it), per-class precision/recall/F1 and confusion matrix."""
     import pandas as pd
 
     from imgclf_app.charts import confusion_matrix_chart
 
-    columns = st.columns(3)
-    columns[0].metric("Validation accuracy", f"{evaluation['accuracy']:.2%}")
-    columns[1].metric("Macro F1", f"{evaluation.get('macro_f1', float('nan')):.3f}")
-    columns[2].metric("Validation images", f"{sum(map(sum, evaluation['confusion_matrix'])):,}")
+    name = SPLIT_NAMES[split]
+    columns = st.columns(3 + len(beside or {}))
+    columns[0].metric(f"{name} accuracy", f"{evaluation['accuracy']:.2%}")
+    for column, (label, accuracy) in zip(columns[1:], (beside or {}).items()):
+        column.metric(label, f"{accuracy:.2%}")
+    columns[-2].metric("Macro F1", f"{evaluation.get('macro_f1', float('nan')):.3f}")
+    columns[-1].metric(f"{name} images", f"{sum(map(sum, evaluation['confusion_matrix'])):,}")
     table = pd.DataFrame.from_dict(evaluation["per_class"], orient="index")
     table.index.name = "class"
     st.dataframe(table, column_config={
@@ -48,6 +58,24 @@ def evaluation_ui(evaluation: dict) -> None:
     })
     st.altair_chart(confusion_matrix_chart(evaluation["confusion_matrix"], evaluation["class_names"]),
                     width="stretch")
+
+
+def split_evaluations_ui(evaluations: dict[str, dict]) -> None:
+    """One evaluation per split ({split: evaluation}), side by side and titled when there are several."""
+    if len(evaluations) == 1:
+        (split, evaluation), = evaluations.items()
+        evaluation_ui(evaluation, split)
+        return
+    for column, (split, evaluation) in zip(st.columns(len(evaluations)), evaluations.items()):
+        with column:
+            st.markdown(f"#### {SPLIT_TITLES[split]}")
+            evaluation_ui(evaluation, split)
+
+
+def held_out_accuracy(run_dir: Path) -> float | None:
+    """The accuracy on the run's held-out test split, or None when the dataset has no test split (or not yet)."""
+    evaluation = runs.read_evaluation(run_dir, TEST)
+    return None if evaluation is None else evaluation["accuracy"]
 
 
 def refused_while_busy(runs_root: Path) -> bool:

@@ -323,7 +323,7 @@ def _build_index(
         decoded_files=decoded_files,
         layout=layout,
     )
-    warnings = _dataset_warnings(counts, records) + _split_warnings(index)
+    warnings = _dataset_warnings(counts, records) + split_warnings(index)
     return dataclasses.replace(index, warnings=tuple(warnings))
 
 
@@ -346,8 +346,8 @@ def _dataset_warnings(counts: Counter[str], records: list[ImageRecord]) -> list[
     return warnings
 
 
-def _split_warnings(index: DatasetIndex) -> list[str]:
-    """Classes missing from a split, classes only the test split has, and images in two splits."""
+def split_warnings(index: DatasetIndex) -> list[str]:
+    """Classes missing from a split, classes only the test split has, and images in two splits (in index.warnings)."""
     counts = index.split_counts
     warnings = []
     for name in index.class_names:

@@ -42,11 +42,14 @@ def dataset_health_warnings(index: DatasetIndex) -> list[str]:
             f"tiny classes: {', '.join(repr(name) for name in tiny)} have fewer than {TINY_CLASS_IMAGES} "
             "images; validation figures for them mean little"
         )
-    groups = index.duplicate_groups
+    # Copies across the dataset's own split folders are leakage, which the scan already reports.
+    leaked = index.leakage_groups
+    groups = [group for group in index.duplicate_groups if group not in leaked]
     if groups:
         copies = sum(len(group) - 1 for group in groups)
+        kept_together = "" if index.layout.has_splits else "the split keeps copies on one side, but "
         warnings.append(
-            f"leakage risk: {copies} file(s) are exact copies of others ({len(groups)} group(s)); the split keeps "
-            "copies on one side, but remove them or they count several times"
+            f"leakage risk: {copies} file(s) are exact copies of others ({len(groups)} group(s)); {kept_together}"
+            "remove them or they count several times"
         )
     return warnings

@@ -256,7 +256,9 @@ class _Loop:
         """The head stage on cached backbone features; writes the first usable model.keras when it ends."""
         self.state = LoopState(stage=HEAD)  # a head stage cut short is simply redone: it takes seconds
         self._prepare_stage(HEAD, restore=False)
+        features_started = time.monotonic()
         train, validation = self._features_of(root, splits)
+        features_seconds = time.monotonic() - features_started
 
         def on_epoch(epoch_index: int, values: dict) -> bool:
             now = time.monotonic()
@@ -278,7 +280,7 @@ class _Loop:
             self.config.data.seed, on_epoch,
         )
         self.state.best_val_loss = self.state.stage_best_val_loss = best
-        return self._save_usable_model(head_epochs)
+        return self._save_usable_model(head_epochs, features_seconds)
 
     def seconds_since_start(self) -> float:
         """Seconds since the run was created (Start pressed, or `imgclf train` run), to the second."""
@@ -310,7 +312,7 @@ class _Loop:
         validation = FeatureSplit(features[count:], labels[count:]) if splits.validation else None
         return FeatureSplit(features[:count], labels[:count]), validation
 
-    def _save_usable_model(self, head_epochs: int) -> str:
+    def _save_usable_model(self, head_epochs: int, features_seconds: float) -> str:
         stopped = self.stop_request.requested
         if not self.chief:
             return runs.STOPPED if stopped else runs.RUNNING
@@ -320,8 +322,10 @@ class _Loop:
         runs.write_history(self.run_dir, self.state.history)
         best_accuracy = max((row["val_accuracy"] for row in self.state.history
                              if math.isfinite(row["val_accuracy"])), default=None)
+        # seconds: from Start; features_seconds: of that, decoding and embedding the images not cached yet.
         self.usable_model = {"val_accuracy": best_accuracy, "epoch": self.state.epoch,
-                             "seconds": round(self.seconds_since_start(), 1)}
+                             "seconds": round(self.seconds_since_start(), 1),
+                             "features_seconds": round(features_seconds, 1)}
         if stopped:
             return self._finish_stopped()
         self._write_status(runs.RUNNING, "usable model ready: fine-tuning goes on" if head_epochs < self.total_epochs

@@ -118,7 +118,8 @@ def test_augmentation_settings_carry_over_to_the_train_page(odd_dataset):
 def test_train_page_starts_a_run_shows_live_curves_stops_and_resumes(tmp_path):
     data = shapes_tree(tmp_path / "data", per_class=60)
     app = open_page("app_pages/train.py", data)
-    app.number_input(key="train_epochs").set_value(200).run()
+    app.selectbox(key="train_model").set_value("small_cnn").run()  # 60 per class: the recommendation is pretrained
+    app.number_input(key="train_epochs:small_cnn").set_value(200).run()
     app.button(key="train_start").click().run()
     assert not app.exception, app.exception
     run_dir = Path(app.session_state["run_dir"])
