@@ -23,13 +23,14 @@ DEFAULT_RESULTS = ROOT / "docs" / "benchmarks" / "results.json"
 DEFAULT_MARKDOWN = ROOT / "docs" / "BENCHMARKS.md"
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "accuracy_vs_time.png"
 REACH_ACCURACY = 0.90  # bench_training.py's REACH_ACCURACY
-SECTIONS = ("pipeline", "training", "predict", "app_start", "audit")
+SECTIONS = ("pipeline", "training", "predict", "app_start", "audit", "photos")
 SECTION_TITLES = {
     "pipeline": "Input pipeline throughput and dataset scan",
     "training": "Training to test accuracy on Fashion-MNIST",
     "predict": "Single-image predict + Grad-CAM latency",
     "app_start": "App cold start to first paint in Chromium",
     "audit": "Label audit: planted label errors",
+    "photos": "Phone photos: decode, scan and the first usable model",
 }
 
 
@@ -348,6 +349,49 @@ def audit_md(section: dict) -> list[str]:
     return out
 
 
+def photos_md(section: dict) -> list[str]:
+    runs = runs_of(section)
+    first = runs[0]
+    photos, decode = first["photos"], first["decode"]
+    width, height = first["config"]["size"]
+    out = [f"`bench_photos.py` writes {photos['files']} JPEG phone photos of {width}×{height} in"
+           f" {len(photos['classes'])} classes (crops of scikit-image's photos with flips, colour jitter and sensor"
+           " noise; some stored sideways with EXIF orientation 6) and measures, in one run, the previous code"
+           " path against the current one on the same files.",
+           f"Decode {decode['before_label']}; {decode['after_label']}. Scan: before = each file checked by a"
+           " full-size decode, as the scanner did until now; after = `inspect_image` (a JPEG at 1/8 scale)."
+           " Training runs are"
+           " `imgclf train DATA --out RUN` as a user types it, timed from the process start; the first usable"
+           " model is the moment status.json reports it (model.keras written).", "",
+           "| | before | after | after vs before | runs |", "|---|---:|---:|---:|---:|",
+           f"| decode to {decode['size']} px, {decode['threads']} threads (img/s) "
+           f"| {cell(pick(runs, lambda r: r['decode']['before_ips']), digits=1)} "
+           f"| {cell(pick(runs, lambda r: r['decode']['after_ips']), digits=1)} "
+           f"| {ratio_cell(pick(runs, lambda r: r['decode']['ratio']))} | {len(runs)} |",
+           f"| scan, cold ({first['scan']['files']} files) | {cell(pick(runs, lambda r: r['scan']['cold_before_s']), ' s')} "
+           f"| {cell(pick(runs, lambda r: r['scan']['cold_after_s']), ' s')} "
+           f"| {ratio_cell(pick(runs, lambda r: r['scan']['cold_ratio']))} | {len(runs)} |",
+           f"| scan, warm | | {cell(pick(runs, lambda r: r['scan']['warm_s']), ' s')} | – | {len(runs)} |", "",
+           "| training run | model, size | first usable model (s) | of which features (s) | best validation accuracy"
+           " | wall (s) | runs |", "|---|---|---:|---:|---:|---:|---:|"]
+    for name in first.get("training", {}):
+        trained = [run["training"][name] for run in runs if "error" not in run["training"].get(name, {"error": 1})]
+        if not trained:
+            out.append(f"| {name} | failed: {first['training'][name].get('error', '?')} | | | | | |")
+            continue
+        usable = stats(run.get("usable_s") for run in trained)
+        features = stats((run.get("usable_model") or {}).get("features_seconds") for run in trained)
+        accuracy = stats(run["best_val_accuracy"] for run in trained)
+        out.append(f"| {name} | {trained[0].get('model', '?')}, {trained[0].get('image_size', '?')} px "
+                   f"| {cell(usable, ' s') if usable else '–'} | {cell(features, ' s') if features else '–'} "
+                   f"| {percent_cell(accuracy)} | {cell(stats(run['wall_s'] for run in trained), ' s')} "
+                   f"| {len(trained)} |")
+    out += ["", "The warm run reuses the first run's cache (scan and backbone features) and stops at its usable"
+            " model. Each class of these photos is crops of one source photo, so the classes are easy: from"
+            " scratch, `small_cnn` learns them too, which real photos of a kind of object do not give it."]
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Overview, machine, the whole page
 
@@ -399,6 +443,22 @@ def overview_rows(sections: dict) -> list[str]:
         runs = runs_of(audit)
         rows.append(f"| label audit: planted errors among the first 10% of suspects (recall) | (none) "
                     f"| {percent_cell(pick(runs, lambda r: r['k_10pct']['recall']))} | – | {len(runs)} |")
+    photos = sections.get("photos")
+    if photos and runs_of(photos):
+        runs = runs_of(photos)
+        rows.append(f"| decode of 12-megapixel JPEGs to 224 px (img/s; before: full-size decode) "
+                    f"| {cell(pick(runs, lambda r: r['decode']['before_ips']), digits=1)} "
+                    f"| {cell(pick(runs, lambda r: r['decode']['after_ips']), digits=1)} "
+                    f"| {ratio_cell(pick(runs, lambda r: r['decode']['ratio']))} | {len(runs)} |")
+        rows.append(f"| cold scan of {runs[0]['scan']['files']} 12-megapixel JPEGs (s; before: full-size decode check) "
+                    f"| {cell(pick(runs, lambda r: r['scan']['cold_before_s']), ' s')} "
+                    f"| {cell(pick(runs, lambda r: r['scan']['cold_after_s']), ' s')} "
+                    f"| {ratio_cell(pick(runs, lambda r: r['scan']['cold_ratio']))} | {len(runs)} |")
+        for name, label in (("recommended", "cold"), ("recommended, warm features", "features cached")):
+            trained = [run["training"][name] for run in runs if "usable_s" in run["training"].get(name, {})]
+            if trained:
+                rows.append(f"| `imgclf train` on {runs[0]['photos']['files']} phone photos: first usable model, {label} "
+                            f"| (none) | {cell(stats(run['usable_s'] for run in trained), ' s')} | – | {len(trained)} |")
     return rows
 
 
@@ -458,7 +518,7 @@ def render_markdown(results: dict, plot_rel: str | None, results_rel: str = "ben
             "or everything but the training comparison, which is then kept from `results.json` as it is"
             " (`make bench-refresh`, about 30 min on 2 cores):", "",
             "```bash", ".venv/bin/python bench/run_all.py --training reuse", "```", "",
-            "`--only pipeline,predict,app_start,audit,training` refreshes some sections and keeps the others."
+            "`--only pipeline,predict,app_start,audit,photos,training` refreshes some sections and keeps the others."
             " The pipeline and training benchmarks need Debian's `dataset-fashion-mnist` (the 70,000-file tree is"
             " written to `/tmp/fmnist-tree` first if missing); the app benchmark needs Debian's `chromium`.", "",
             "**Caveats.** CPU timings on a small shared machine swing 2–4× between runs (other processes,"
@@ -473,6 +533,7 @@ def render_markdown(results: dict, plot_rel: str | None, results_rel: str = "ben
         out += ["", "Not measured yet: " + ", ".join(f"`{name}`" for name in missing)
                 + f" (`.venv/bin/python bench/run_all.py --only {','.join(missing)}`)."]
     renderers = {"pipeline": pipeline_md, "predict": predict_md, "app_start": app_start_md, "audit": audit_md,
+                 "photos": photos_md,
                  "training": lambda section: training_md(section, plot_rel)}
     for name in SECTIONS:
         section = sections.get(name)

@@ -1,11 +1,12 @@
 """Run every benchmark on this machine and write docs/BENCHMARKS.md (+ docs/benchmarks/*).
 
     .venv/bin/python bench/run_all.py [--repeats 3] [--training {full,quick,skip,reuse}]
-        [--only pipeline,training,predict,app_start,audit]
+        [--only pipeline,training,predict,app_start,audit,photos]
 
 Each benchmark runs as its own subprocess (`python bench/<name>.py ... --json <tmp>`), --repeats
 times for the fast ones (pipeline + scan, predict + Grad-CAM, app start; the label audit
---audit-repeats times, once by default: it is slow), one after the other. The training
+--audit-repeats times and the phone-photo benchmark --photos-repeats times, once by default: they
+are slow), one after the other. The training
 comparison follows --training:
 
     full   bench_training.py's defaults (all 60k images, seeds 36 epochs, ours 15): ~80 minutes
@@ -21,7 +22,7 @@ docs/benchmarks/accuracy_vs_time.png (bench/report.py). Sections that are not ru
 existing results.json, so --only refreshes some sections without rerunning the others (e.g.
 `--only predict`). --import-training PATH stores a JSON that bench_training.py wrote earlier as
 the training section (1 run) instead of running it. Extra arguments for one benchmark go through
---pipeline-args, --training-args, --predict-args, --app-start-args, --audit-args (one string each,
+--pipeline-args, --training-args, --predict-args, --app-start-args, --audit-args, --photos-args (one string each,
 appended after the defaults, so they override them; write a single option as
 --predict-args="--calls 5"). Progress goes to stderr; the results file is written after every
 section.
@@ -54,8 +55,9 @@ SCRIPTS = {
     "predict": "bench/bench_predict.py",
     "app_start": "bench/bench_app_start.py",
     "audit": "bench/bench_audit.py",
+    "photos": "bench/bench_photos.py",
 }
-ORDER = ("pipeline", "predict", "app_start", "audit", "training")  # the long one last
+ORDER = ("pipeline", "predict", "app_start", "audit", "photos", "training")  # the long one last
 TRAINING_MODES = {
     "full": [],
     "quick": ["--train-limit", "10000", "--epochs-seeds", "3", "--epochs-ours", "3"],
@@ -264,6 +266,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of pipeline, predict and app_start (default: %(default)s)")
     parser.add_argument("--audit-repeats", type=int, default=1, help="runs of the label audit (default: %(default)s)")
+    parser.add_argument("--photos-repeats", type=int, default=1,
+                        help="runs of the phone-photo benchmark (~5 min each; default: %(default)s)")
     parser.add_argument("--training", choices=("full", "quick", "skip", "reuse"), default="reuse",
                         help="the training comparison (default: %(default)s)")
     parser.add_argument("--training-repeats", type=int, default=1, help="runs of the training comparison (default: 1)")
@@ -286,7 +290,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.sections) - set(SCRIPTS))
     if unknown:
         parser.error(f"--only: unknown section(s) {', '.join(unknown)}; known: {', '.join(ORDER)}")
-    if min(args.repeats, args.audit_repeats, args.training_repeats) < 1:
+    if min(args.repeats, args.audit_repeats, args.photos_repeats, args.training_repeats) < 1:
         parser.error("repeat counts must be at least 1")
     return args
 
@@ -296,8 +300,8 @@ def run_all_command(args: argparse.Namespace, name: str) -> str:
     argv = [shown_python(), "bench/run_all.py", "--only", name]
     if name in ("pipeline", "predict", "app_start"):
         argv += ["--repeats", str(args.repeats)]
-    elif name == "audit":
-        argv += ["--audit-repeats", str(args.audit_repeats)]
+    elif name in ("audit", "photos"):
+        argv += [f"--{name}-repeats", str(getattr(args, f"{name}_repeats"))]
     elif name == "training":
         argv += ["--training", args.training]
         if args.training_repeats != 1:
@@ -379,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in wanted:
         extra = shlex.split(getattr(args, f"{name}_args"))
         repeats = args.repeats
-        if name == "audit":
-            repeats = args.audit_repeats
+        if name in ("audit", "photos"):
+            repeats = getattr(args, f"{name}_repeats")
         elif name == "training":
             extra = merge_options(TRAINING_MODES[args.training], extra)
             repeats = args.training_repeats
