@@ -13,6 +13,7 @@ from imgclf_app.model_state import (
     IMAGENET, IMAGENET_LABEL, explain_bytes, model_file_stamp, predictor_or_report, runs_with_models,
 )
 from imgclf_app.model_upload import uploaded_model_ui
+from imgclf_app.views import held_out_accuracy
 from imgclf_core import runs
 from imgclf_core.images import DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageDecodeError
 from imgclf_core.overlay import display_image, overlay_heatmap
@@ -36,7 +37,10 @@ def model_choice_ui(folder: Path | None) -> str:
         if option == UPLOADED_MODEL:
             return "Upload a model file (.keras)…"
         summary = runs.summarize_run(option)
-        return f"Run {summary['run']} ({summary['state']}, best val accuracy {summary['best_val_accuracy'] or 0:.1%})"
+        test = held_out_accuracy(Path(option))
+        held_out = f", test accuracy {test:.1%}" if test is not None else ""
+        return (f"Run {summary['run']} ({summary['state']}, best val accuracy {summary['best_val_accuracy'] or 0:.1%}"
+                f"{held_out})")
 
     return st.selectbox("Model", options, key="predict_model", format_func=label)
 
