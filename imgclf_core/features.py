@@ -36,12 +36,6 @@ def feature_cache_file(cache_key: str) -> Path:
     return user_cache_dir() / "embeddings" / f"{cache_key}.npz"
 
 
-def uncached_records(records: Sequence[ImageRecord], cache_key: str | None) -> list[ImageRecord]:
-    """The records (one per content hash) whose features the cache does not hold yet."""
-    cached = load_feature_cache(feature_cache_file(cache_key)) if cache_key else {}
-    return [record for record in unique_by_hash(records) if record.sha256 not in cached]
-
-
 def cached_features(
     root: str | os.PathLike,
     records: Sequence[ImageRecord],
@@ -57,12 +51,10 @@ def cached_features(
     cache_file = feature_cache_file(cache_key) if cache_key else None
     cached = load_feature_cache(cache_file) if cache_file else {}
     missing = [record for record in unique_by_hash(records) if record.sha256 not in cached]
-    if missing:
+    if missing:  # `progress` counts only these: cached features cost nothing
         cached.update(embed_records(root, missing, data_config, make_embed(), progress))
         if cache_file:
             save_feature_cache(cache_file, cached)
-    elif progress:
-        progress(len(records), len(records))
     if not records:
         return np.zeros((0, 0), np.float32)
     return np.stack([cached[record.sha256] for record in records])

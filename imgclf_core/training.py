@@ -35,7 +35,7 @@ from imgclf_core.config import RunConfig
 from imgclf_core.dataset import TEST, VALIDATION, DatasetError, scan_dataset
 from imgclf_core.fileio import atomic_write_json, atomic_write_with, remove_stale_temp_files
 from imgclf_core.feature_head import FeatureSplit, batch_totals, train_head_on_features
-from imgclf_core.features import cached_features, compiled_embed_function, feature_cache_key, uncached_records
+from imgclf_core.features import cached_features, compiled_embed_function, feature_cache_key
 from imgclf_core.models import MODEL_REGISTRY, create_model, feature_layer_name, set_trainable_top
 from imgclf_core.pipeline import TrainingData, build_training_data, encode_labels
 from imgclf_core.split import SplitRecords, check_trainable_classes, split_records
@@ -293,15 +293,13 @@ class _Loop:
                                       self.config.model.weights)
         records = splits.train + splits.validation
         if self.chief:
-            missing = len(uncached_records(records, cache_key))
-            self._write_status(runs.RUNNING, f"computing backbone features of {missing} image(s)" if missing
-                               else "backbone features cached: training the head")
+            self._write_status(runs.RUNNING, "backbone features: reading the cache")
 
         def make_embed():
             backbone = keras.Model(self.model.inputs, self.model.get_layer(feature_layer_name(self.model)).output)
             return compiled_embed_function(backbone, data_config.image_size, data_config.channels)
 
-        def report(done: int, total: int) -> None:
+        def report(done: int, total: int) -> None:  # only the images the cache lacks are computed
             if self.chief:
                 self._write_status(runs.RUNNING, f"computing backbone features: {done}/{total} images",
                                    step=done, steps=total)
@@ -375,7 +373,9 @@ class _Loop:
             self.epoch_listener(row, self.model)
         return runs.RUNNING
 
-    def _learning_rate(self, stage: str, stage_epochs: int, step: int, steps: int, stage_epoch: int | None = None) -> float:
+    def _learning_rate(
+        self, stage: str, stage_epochs: int, step: int, steps: int, stage_epoch: int | None = None
+    ) -> float:
         base = self._stage_learning_rate(stage) * self.state.lr_scale
         if self.config.training.schedule == "constant":
             return base
@@ -551,18 +551,19 @@ def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
         return
     model = load_model_checked(run_dir / "model.keras", expected_num_classes=len(data.class_names))
     predict = tf.function(lambda images: model(images, training=False))
-    evaluation, rows = {}, ([], [], [], [])
+    class_names = list(data.class_names)
+    evaluation, paths, splits, true_parts, probability_parts = {}, [], [], [], []
     for split, dataset, records in held_out:
         probabilities = np.concatenate([predict(images).numpy() for images, _ in dataset])
         true_indices = np.concatenate([labels.numpy() for _, labels in dataset])
-        evaluation[split] = evaluate_predictions(true_indices, probabilities, list(data.class_names))
-        for column, values in zip(rows, ([record.path for record in records], [split] * len(records),
-                                         true_indices, probabilities)):
-            column.extend(values)
+        evaluation[split] = evaluate_predictions(true_indices, probabilities, class_names)
+        paths += [record.path for record in records]
+        splits += [split] * len(records)
+        true_parts.append(true_indices)
+        probability_parts.append(probabilities)
     atomic_write_json(run_dir / "evaluation.json", evaluation)
-    paths, splits, true_indices, probabilities = rows
-    write_predictions_csv(run_dir / "predictions.csv", paths, np.array(true_indices), np.stack(probabilities),
-                          list(data.class_names), splits=splits)
+    write_predictions_csv(run_dir / "predictions.csv", paths, np.concatenate(true_parts),
+                          np.concatenate(probability_parts), class_names, splits=splits)
 
 
 def _shard_by_batch(dataset: tf.data.Dataset) -> tf.data.Dataset:
