@@ -23,6 +23,7 @@ PAGE_SIZES = (24, 48, 96)
 PREVIEW_COUNTS = (4, 8, 12, 16)
 ALL_SPLITS = "All splits"
 PREVIEW_SIZE = 128  # preview images are decoded at most this large: the preview shows transforms, not detail
+INSPECT_MAX_SIDE = 1600  # a 12-megapixel photo is shown (and decoded, at reduced JPEG scale) at this size
 
 
 def distributions_ui(index: DatasetIndex) -> None:
@@ -112,7 +113,7 @@ def inspected_ui(index: DatasetIndex) -> None:
     with st.container(border=True):
         left, right = st.columns([2, 1])
         try:
-            left.image(decode_image(index.absolute_path(record.path)), caption=record.path)
+            left.image(decode_image(index.absolute_path(record.path), max_side=INSPECT_MAX_SIDE), caption=record.path)
         except ImageDecodeError as error:
             left.error(f"{record.path}: {error}")
         right.markdown(

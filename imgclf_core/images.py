@@ -109,11 +109,12 @@ def decode_image(
     max_bytes: int = DEFAULT_MAX_BYTES,
     background: tuple[int, int, int] = WHITE,
     reduced_jpeg_decode: bool = True,
+    max_side: int | None = None,
 ) -> np.ndarray:
     """Decode an image to uint8 (H, W, 3) for rgb or (H, W, 1) for grayscale; raises ImageDecodeError."""
     return decode_image_with_info(
-        source, color_mode=color_mode, size=size, max_pixels=max_pixels,
-        max_bytes=max_bytes, background=background, reduced_jpeg_decode=reduced_jpeg_decode,
+        source, color_mode=color_mode, size=size, max_pixels=max_pixels, max_bytes=max_bytes,
+        background=background, reduced_jpeg_decode=reduced_jpeg_decode, max_side=max_side,
     ).array
 
 
@@ -126,17 +127,26 @@ def decode_image_with_info(
     max_bytes: int = DEFAULT_MAX_BYTES,
     background: tuple[int, int, int] = WHITE,
     reduced_jpeg_decode: bool = True,
+    max_side: int | None = None,
 ) -> DecodedImage:
     """Like `decode_image`, and also say what the file was (format, size, mode, frames).
 
-    With `size` and `reduced_jpeg_decode`, a JPEG at least twice the size is decoded by libjpeg at
-    1/2, 1/4 or 1/8 scale (never below `size`), then resized as usual; False decodes at full size.
+    `size` resizes to exactly that; `max_side` instead shrinks, keeping the aspect ratio, an image
+    whose longer side is above it (thumbnails, display). With `reduced_jpeg_decode`, a JPEG at least
+    twice the wanted size is decoded by libjpeg at 1/2, 1/4 or 1/8 scale (never below it), then
+    resized as usual; False decodes at full size.
     """
     if color_mode not in COLOR_MODES:
         raise ValueError(f"color_mode must be one of {COLOR_MODES}, got {color_mode!r}")
+    if size is not None and max_side is not None:
+        raise ValueError("give size or max_side, not both")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be a positive int, got {max_side!r}")
     height_width = _height_width(size)
     data = read_image_bytes(source, max_bytes)
     with _open_checked(data, max_pixels) as image:
+        if max_side is not None:
+            height_width = _fit_within(image, max_side)
         draft_height_width = height_width if reduced_jpeg_decode else None
         converted, info = _load_upright(image, color_mode, background, draft_height_width)
         if height_width is not None:
@@ -161,6 +171,17 @@ def inspect_image(
         # surface as in a full decode; only the inverse DCT and the pixels written are smaller.
         smallest = (1, 1) if reduced_jpeg_decode else None
         return _load_upright(image, "rgb", WHITE, smallest)[1]
+
+
+def _fit_within(image: Image.Image, max_side: int) -> tuple[int, int] | None:
+    """The upright (height, width) with the longer side at most max_side, aspect kept; None if it fits."""
+    width, height = image.size
+    if _exif_orientation(image) in TRANSPOSING_ORIENTATIONS:
+        width, height = height, width
+    scale = max_side / max(width, height)
+    if scale >= 1:
+        return None
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _height_width(size: int | tuple[int, int] | None) -> tuple[int, int] | None:

@@ -36,13 +36,7 @@ def colorize_heatmap(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
 
 def display_image(data: bytes) -> np.ndarray:
     """The photo as RGB uint8 for an overlay, shrunk so its long side is at most OVERLAY_MAX_SIDE."""
-    image = decode_image(data, color_mode="rgb")
-    height, width = image.shape[:2]
-    scale = OVERLAY_MAX_SIDE / max(height, width)
-    if scale >= 1:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    return decode_image(data, color_mode="rgb", max_side=OVERLAY_MAX_SIDE)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

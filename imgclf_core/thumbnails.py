@@ -28,7 +28,8 @@ def thumbnail_file(path: str | os.PathLike, sha256: str, size: int = DEFAULT_THU
     if cached.exists():
         return cached
     buffer = io.BytesIO()
-    Image.fromarray(make_thumbnail(decode_image(path), size)).save(buffer, format="PNG")
+    # A big photo is shrunk while decoding (reduced JPEG scale); a small one is enlarged by whole pixels.
+    Image.fromarray(make_thumbnail(decode_image(path, max_side=size), size)).save(buffer, format="PNG")
     atomic_write_bytes(cached, buffer.getvalue())
     return cached
 

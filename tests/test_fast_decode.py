@@ -103,6 +103,28 @@ def test_phone_mpo_is_drafted_like_a_jpeg(phone_photos, tmp_path, draft_sizes):
 # ---------------------------------------------------------------- EXIF orientation
 
 
+@pytest.mark.parametrize("max_side", [128, 512])
+def test_max_side_keeps_the_upright_aspect_and_shrinks_while_decoding(phone_photos, draft_sizes, max_side):
+    """Thumbnails and display: the longer side at most max_side, portrait shots upright, drafted JPEGs."""
+    for path in phone_photos:
+        shrunk = decode_image(path, max_side=max_side)
+        portrait = orientation(path) == 6
+        expected = (max_side, round(max_side * 3024 / 4032)) if portrait else (round(max_side * 3024 / 4032), max_side)
+        assert shrunk.shape[:2] == expected, path
+        full = decode_image(path, size=expected, reduced_jpeg_decode=False).astype(np.int16)
+        assert np.abs(shrunk.astype(np.int16) - full).mean() <= BOUNDS[224][0], path
+    assert draft_sizes and max(max(size) for size in draft_sizes) < 4032  # never decoded at full size
+
+
+def test_max_side_leaves_a_small_image_as_it_is_and_refuses_size_with_it(tmp_path):
+    path = tmp_path / "small.png"
+    Image.fromarray(np.arange(28 * 20, dtype=np.uint8).reshape(20, 28)).save(path)
+    assert np.array_equal(decode_image(path, max_side=128, color_mode="grayscale"),
+                          decode_image(path, color_mode="grayscale"))
+    with pytest.raises(ValueError, match="size or max_side"):
+        decode_image(path, size=64, max_side=128)
+
+
 @pytest.mark.parametrize("size", [224, (120, 160)])
 def test_portrait_shot_is_upright_in_reduced_and_full_decode(phone_photos, size):
     portraits = [path for path in phone_photos if orientation(path) == 6]
