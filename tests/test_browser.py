@@ -359,3 +359,136 @@ def test_audit_page_in_the_browser(tmp_path):
         box = chart.bounding_box()
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # nearest point is picked
         wait_for(lambda: page.locator('[data-testid="stImage"]').count() == images + 1, "the picked point's image")
+
+
+# ---------------------------------------------------------------- journey 4: split layout, recommended settings
+
+
+def test_journey_split_layout_photos_train_with_the_defaults_and_classify_an_upload(tmp_path):
+    """Phone photos in train/validation/test folders: see the splits, train on the recommended settings,
+    classify an upload with the usable model while fine-tuning goes on, then see the held-out test figures."""
+    from imgclf_core import runs
+    from imgclf_core.synthetic_photos import write_photo_folder
+
+    data = tmp_path / "photos"
+    write_photo_folder(data, classes=3, splits={"train": 12, "validation": 4, "test": 4}, size=(1600, 1200), seed=3)
+    write_photo_folder(tmp_path / "extra", classes=3, splits={"test": 1}, size=(1600, 1200), seed=4)
+    upload = tmp_path / "extra" / "test" / "cat" / "IMG_0001.jpg"  # another crop of the cat photo, never trained on
+    runs_dir = tmp_path / "runs"
+    environment = {"IMGCLF_RUNS_DIR": str(runs_dir), "IMGCLF_CONFIG_DIR": str(tmp_path / "config")}
+    try:
+        with streamlit_server(environment) as url, chromium_page(height=2700) as page:
+            # Choose the folder: the Dataset page shows its splits and filters the grid by split.
+            page.goto(url + "dataset")
+            folder_box = page.get_by_role("textbox", name="Dataset folder")
+            folder_box.fill(str(data))
+            folder_box.press("Enter")
+            wait_for(lambda: metric_value(page, "Images") == "60", "the dataset's 60 photos")
+            splits = page.get_by_test_id("stDataFrame").first
+            wait_for(lambda: page.get_by_text("Splits", exact=True).count()
+                     and len(dataframe_rows(splits)) == 5, "the Splits table")
+            assert dataframe_rows(splits) == [
+                ["class", "train", "validation", "test", "total"],
+                ["astronaut", "12", "4", "4", "20"], ["cat", "12", "4", "4", "20"], ["coffee", "12", "4", "4", "20"],
+                ["total", "36", "12", "12", "60"],
+            ]
+            page.get_by_text("60 image(s) match").wait_for(timeout=60_000)
+            wait_until_idle(page)
+            page.get_by_text("cat · train · IMG_0001.jpg").wait_for(timeout=60_000)  # the grid names each split
+            choose_option(page, page.get_by_role("combobox", name="Split", exact=True), "test")
+            page.get_by_text("12 image(s) match").wait_for(timeout=60_000)
+            wait_until_idle(page)
+            captions = page.get_by_test_id("stImageCaption").all_inner_texts()
+            grid = [caption for caption in captions if caption.endswith(".jpg")]
+            assert len(grid) == 12 and all(" · test · " in caption for caption in grid), captions
+            page.evaluate("() => document.activeElement.blur()")  # no focus ring in the screenshot
+            wait_until_drawn(page, expect_images=True)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            main_area(page).screenshot(path=str(SCREENSHOTS / "dataset_splits.png"),
+                                       mask=[page.get_by_text(str(data))])  # a temporary path
+
+            # Train on the recommended settings, untouched: a usable model comes within seconds.
+            page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Train").click()
+            page.get_by_text("Recommended for this data:").wait_for(timeout=120_000)
+            assert selectbox_text(page, "Model") == "efficientnet_lite0 (pretrained, recommended)"
+            assert page.get_by_role("spinbutton", name="Image size (px)").input_value() == "224"
+            assert page.get_by_role("spinbutton", name="Fine-tune epochs").input_value() == "5"
+            assert "Validation: the dataset's validation folder" in main_area(page).inner_text()
+            wait_until_idle(page)
+            page.get_by_role("button", name="Start training").click()
+            page.get_by_text("Usable model ready").wait_for(timeout=240_000)
+            usable = page.get_by_text("Usable model ready").inner_text()
+            assert usable.startswith("Usable model ready (validation "), usable
+            (run_dir,) = runs_dir.iterdir()
+            assert runs.read_status(run_dir)["state"] in runs.ACTIVE_STATES  # fine-tuning goes on
+            page.mouse.move(0, 0)  # no hover toolbar over the charts
+            wait_until_drawn(page)
+            page.screenshot(path=str(SCREENSHOTS / "train_usable_model.png"), full_page=True,
+                            mask=[page.get_by_role("textbox", name="Dataset folder")])
+
+            # Classify a new cat photo with that model while the run fine-tunes.
+            wait_until_idle(page)
+            page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Predict").click()
+            page.get_by_text("Images to classify").first.wait_for(timeout=120_000)
+            wait_until_idle(page)
+            picked = selectbox_text(page, "Model")
+            assert picked.startswith(f"Run {run_dir.name} ("), picked  # the sidebar's run, not the ImageNet model
+            uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Images to classify")
+            uploader.locator('input[type="file"]').set_input_files(str(upload))
+            page.get_by_text("where the model looked for").first.wait_for(timeout=180_000)
+            wait_until_idle(page)
+            caption = page.get_by_text("where the model looked for").first.inner_text()
+            assert caption == "where the model looked for 'cat'", caption
+            predictions = dataframe_rows(page.get_by_test_id("stDataFrame").first)
+            assert predictions[1][:2] == ["IMG_0001.jpg", "cat"], predictions
+            assert "Traceback" not in main_area(page).inner_text()
+            assert not page.locator('[data-testid="stException"]').count()
+            assert not page.locator('[data-testid="stAlertContentError"]').count()
+
+            # Back on Train: the run finishes and shows the held-out test figures beside validation.
+            page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Train").click()
+            wait_for(lambda: metric_value(page, "State") == "finished", "the run to finish", timeout_s=400)
+            page.get_by_text("Test (held out, never trained on)").wait_for(timeout=60_000)
+            wait_for(lambda: metric_value(page, "Test accuracy"), "the test figures")
+            assert metric_value(page, "Validation accuracy")
+            assert metric_value(page, "Test images") == "12" and metric_value(page, "Validation images") == "12"
+            assert float(metric_value(page, "Test accuracy").rstrip("%")) > 60, metric_value(page, "Test accuracy")
+            assert not page.locator('[data-testid="stException"]').count()
+            wait_until_idle(page)
+            wait_until_drawn(page)
+            page.get_by_text("Evaluation of the best model").scroll_into_view_if_needed()
+            page.mouse.move(0, 0)
+            page.screenshot(path=str(SCREENSHOTS / "train_test_figures.png"), full_page=True,
+                            mask=[page.get_by_role("textbox", name="Dataset folder")])
+    finally:
+        stop_trainers(runs_dir)
+
+
+def selectbox_text(page, label: str) -> str:
+    """The option the selectbox labelled `label` shows (its combobox input holds it)."""
+    return page.get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def dataframe_rows(frame) -> list[list[str]]:
+    """The cells of an st.dataframe (drawn on a canvas) from the grid's accessible table, header row first."""
+    return frame.evaluate(
+        """(frame) => [...frame.querySelectorAll('table tr')]
+                .map(row => [...row.querySelectorAll('th, td')].map(cell => cell.textContent.trim()))"""
+    )
+
+
+def stop_trainers(runs_dir: Path) -> None:
+    """Stop any trainer a failed journey left running (it is its own process session, not the server's child)."""
+    import signal
+
+    from imgclf_core import runs
+
+    for run_dir in runs.list_runs(runs_dir):
+        status = runs.read_status(run_dir)
+        if status["state"] not in runs.ACTIVE_STATES or not status.get("pid"):
+            continue
+        if runs.RunHandle(run_dir).stop(timeout_s=30)["state"] in runs.ACTIVE_STATES:
+            try:
+                os.kill(status["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
