@@ -68,3 +68,16 @@ def train_tiny_shapes_run(base: Path, epochs: int) -> tuple[Path, Path]:
     ))
     assert train_run(run_dir) == runs.FINISHED
     return run_dir, data
+
+
+def copy_run_with_its_data(template_run: Path, template_data: Path, run_dir: Path, data: Path) -> tuple[Path, Path]:
+    """Private copies of a trained run and of its dataset, the run's config pointing at the copy."""
+    import json
+    import shutil
+
+    data = Path(shutil.copytree(template_data, data))
+    run_dir = Path(shutil.copytree(template_run, run_dir))
+    document = json.loads((run_dir / "config.json").read_text())
+    document["run"]["data_dir"] = str(data.resolve())
+    (run_dir / "config.json").write_text(json.dumps(document))
+    return run_dir, data

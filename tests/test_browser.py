@@ -118,9 +118,7 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
     with streamlit_server(environment) as url, chromium_page(height=2400) as page:
         # Choose the folder, look at it on the Dataset page.
         page.goto(url + "dataset")
-        folder_box = page.get_by_role("textbox", name="Dataset folder")
-        folder_box.fill(str(data))
-        folder_box.press("Enter")
+        type_dataset_folder(page, data)
         wait_for(lambda: metric_value(page, "Images") == "2,000", "the dataset's 2,000 images")
         assert metric_value(page, "Classes") == "10" and metric_value(page, "Skipped files") == "0"
         wait_until_idle(page)
@@ -143,7 +141,7 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         wait_for(lambda: chart_points(page) > points, "the curves to grow")
         wait_until_drawn(page)
         page.screenshot(path=str(SCREENSHOTS / "train.png"), full_page=True,
-                        mask=[page.get_by_role("textbox", name="Dataset folder")])
+                        mask=[dataset_folder_box(page)])
         wait_until_idle(page)
         page.get_by_role("button", name="Stop").click()
         wait_for(lambda: metric_value(page, "State") == "stopped", "state stopped")
@@ -163,7 +161,7 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         wait_for(lambda: f"Run: {run_dir.name} · finished" in sidebar.inner_text(), "the run listed as finished")
         wait_until_drawn(page)
         page.screenshot(path=str(SCREENSHOTS / "train_finished.png"), full_page=True,
-                        mask=[page.get_by_role("textbox", name="Dataset folder")])
+                        mask=[dataset_folder_box(page)])
 
         # From that run: open the most confused cell, relabel, undo, relabel again, retrain.
         files_before = sorted(str(path.relative_to(data)) for path in data.rglob("*.png"))
@@ -203,6 +201,17 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         page.get_by_text(f"Compared with {run_dir.name}").scroll_into_view_if_needed()
         main_area(page).screenshot(path=str(SCREENSHOTS / "mistakes_retrained.png"))
     assert len(list(runs_dir.iterdir())) == 2
+
+
+def dataset_folder_box(page):
+    """The sidebar's dataset folder input (also masked in screenshots: it shows a temporary path)."""
+    return page.get_by_role("textbox", name="Dataset folder")
+
+
+def type_dataset_folder(page, folder: Path) -> None:
+    box = dataset_folder_box(page)
+    box.fill(str(folder))
+    box.press("Enter")
 
 
 def start_training(page, epochs: int) -> None:
@@ -380,9 +389,7 @@ def test_journey_split_layout_photos_train_with_the_defaults_and_classify_an_upl
         with streamlit_server(environment) as url, chromium_page(height=2700) as page:
             # Choose the folder: the Dataset page shows its splits and filters the grid by split.
             page.goto(url + "dataset")
-            folder_box = page.get_by_role("textbox", name="Dataset folder")
-            folder_box.fill(str(data))
-            folder_box.press("Enter")
+            type_dataset_folder(page, data)
             wait_for(lambda: metric_value(page, "Images") == "60", "the dataset's 60 photos")
             splits = page.get_by_test_id("stDataFrame").first
             wait_for(lambda: page.get_by_text("Splits", exact=True).count()
@@ -424,7 +431,7 @@ def test_journey_split_layout_photos_train_with_the_defaults_and_classify_an_upl
             page.mouse.move(0, 0)  # no hover toolbar over the charts
             wait_until_drawn(page)
             page.screenshot(path=str(SCREENSHOTS / "train_usable_model.png"), full_page=True,
-                            mask=[page.get_by_role("textbox", name="Dataset folder")])
+                            mask=[dataset_folder_box(page)])
 
             # Classify a new cat photo with that model while the run fine-tunes.
             wait_until_idle(page)
@@ -459,7 +466,7 @@ def test_journey_split_layout_photos_train_with_the_defaults_and_classify_an_upl
             page.get_by_text("Evaluation of the best model").scroll_into_view_if_needed()
             page.mouse.move(0, 0)
             page.screenshot(path=str(SCREENSHOTS / "train_test_figures.png"), full_page=True,
-                            mask=[page.get_by_role("textbox", name="Dataset folder")])
+                            mask=[dataset_folder_box(page)])
     finally:
         stop_trainers(runs_dir)
 

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import SHAPES, png_bytes, shapes_tree, write
+from helpers import SHAPES, copy_run_with_its_data, png_bytes, shapes_tree, write
 from test_app_core import fake_run
 from test_pages import metrics, open_page
 
@@ -285,12 +285,8 @@ def split_run_template(tmp_path_factory) -> tuple[Path, Path]:
 def split_run(split_run_template, tmp_path) -> tuple[Path, Path]:
     """A private copy of the trained split run (in this test's runs folder) and of its dataset."""
     template_run, template_data = split_run_template
-    data = shutil.copytree(template_data, tmp_path / "data")
-    run_dir = shutil.copytree(template_run, runs.default_runs_root() / template_run.name)
-    document = json.loads((run_dir / "config.json").read_text())
-    document["run"]["data_dir"] = str(data.resolve())
-    (run_dir / "config.json").write_text(json.dumps(document))
-    return run_dir, data
+    return copy_run_with_its_data(template_run, template_data, runs.default_runs_root() / template_run.name,
+                                  tmp_path / "data")
 
 
 @pytest.mark.slow

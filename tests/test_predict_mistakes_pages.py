@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
-from helpers import SHAPES, png_bytes, shapes_tree, train_tiny_shapes_run
+from helpers import SHAPES, copy_run_with_its_data, png_bytes, shapes_tree, train_tiny_shapes_run
 from test_pages import metrics, open_page
 
 from imgclf_core import runs
@@ -26,12 +24,8 @@ def trained_template(tmp_path_factory) -> tuple[Path, Path]:
 def trained(trained_template, tmp_path) -> tuple[Path, Path]:
     """A private copy of the trained run (in this test's runs folder) and of its dataset."""
     template_run, template_data = trained_template
-    data = shutil.copytree(template_data, tmp_path / "data")
-    run_dir = shutil.copytree(template_run, runs.default_runs_root() / template_run.name)
-    document = json.loads((run_dir / "config.json").read_text())
-    document["run"]["data_dir"] = str(data.resolve())
-    (run_dir / "config.json").write_text(json.dumps(document))
-    return run_dir, data
+    return copy_run_with_its_data(template_run, template_data, runs.default_runs_root() / template_run.name,
+                                  tmp_path / "data")
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
