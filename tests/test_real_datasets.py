@@ -247,3 +247,26 @@ def test_head_on_features_writes_a_usable_model_whose_grad_cam_works_and_a_stopp
     assert [row["epoch"] for row in history] == list(range(1, 9))
     assert runs.read_status(run_dir)["usable_model"]["epoch"] == 6  # still said after the resume
     assert runs.read_evaluation(run_dir, "test") is None  # no test folder, no test figures
+
+
+@pytest.mark.slow
+def test_the_audit_and_a_pretrained_run_at_224_px_share_one_features_cache(tmp_path):
+    """Same key, and the audit's ImageNet embedding is the training model's feature output, vector for vector."""
+    import keras
+
+    from imgclf_core import audit
+    from imgclf_core.config import ModelConfig
+    from imgclf_core.features import compiled_embed_function, feature_cache_key
+    from imgclf_core.images import decode_image
+    from imgclf_core.models import create_model, feature_layer_name
+
+    assert audit.AUDIT_FEATURES_KEY == feature_cache_key("efficientnet_lite0", 224, "rgb", "imagenet")
+    assert feature_cache_key("efficientnet_lite0", 224, "rgb", "none") is None  # random weights: nothing cached
+    data = colour_split_tree(tmp_path / "data", {"train": 2})
+    images = np.stack([decode_image(path, size=224) for path in sorted(data.rglob("*.jpg"))])
+    model = create_model(ModelConfig("efficientnet_lite0", "imagenet"), 2, 224, 3)
+    backbone = keras.Model(model.inputs, model.get_layer(feature_layer_name(model)).output)
+    training_features = compiled_embed_function(backbone, 224, 3)(images)
+    audit_features = audit._embedding_function()(images)
+    assert training_features.shape == (4, 1280)
+    np.testing.assert_allclose(training_features, audit_features, rtol=1e-5, atol=1e-5)
