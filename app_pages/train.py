@@ -172,8 +172,8 @@ def run_panel(run_dir: Path) -> None:
     controls_ui(run_dir, state)
     seen_states = st.session_state.setdefault("panel_state", {})
     previous, seen_states[str(run_dir)] = seen_states.get(str(run_dir)), state
-    if previous not in (None, state):
-        st.rerun()  # started or ended: redraw the whole page (sidebar, evaluation, runs list), not only this panel
+    if previous not in (None, state) and state not in runs.ACTIVE_STATES:
+        st.rerun()  # the run just ended: redraw the whole page (evaluation, runs list)
 
 
 def activity_ui(status: dict, latest: dict, epochs: int) -> None:

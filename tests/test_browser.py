@@ -125,7 +125,7 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         wait_until_drawn(page, expect_images=True)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         main_area(page).screenshot(path=str(SCREENSHOTS / "dataset.png"),
-                                   mask=[folder_box, page.get_by_text(str(data))])  # a temporary path
+                                   mask=[dataset_folder_box(page), page.get_by_text(str(data))])  # a temporary path
 
         # Train it, reload mid-run, stop, resume, finish.
         page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Train").click()
