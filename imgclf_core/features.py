@@ -9,6 +9,7 @@ so it is never embedded again. Importing this module does not import TensorFlow.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,6 +24,9 @@ ProgressCallback = Callable[[int, int], None]
 EmbedFunction = Callable[[np.ndarray], np.ndarray]
 EMBEDDING_BATCH = 64
 DECODE_CHUNK = 512  # images decoded at a time: the 224 px uint8 array of a chunk is ~77 MB
+# While features are computed, the cache is saved at most this often: a killed extraction of 100k
+# photos (an hour on 2 cores) loses minutes, not everything; each save rewrites the whole file.
+CACHE_SAVE_SECONDS = 120.0
 
 
 def feature_cache_key(model_name: str, image_size: int, color_mode: str = "rgb", weights: str = "imagenet") -> str | None:
@@ -51,8 +55,16 @@ def cached_features(
     cache_file = feature_cache_file(cache_key) if cache_key else None
     cached = load_feature_cache(cache_file) if cache_file else {}
     missing = [record for record in unique_by_hash(records) if record.sha256 not in cached]
+    last_save = time.monotonic()
+
+    def save_now_and_then(computed: dict[str, np.ndarray]) -> None:
+        nonlocal last_save
+        if cache_file and time.monotonic() - last_save >= CACHE_SAVE_SECONDS:
+            save_feature_cache(cache_file, {**cached, **computed})
+            last_save = time.monotonic()
+
     if missing:  # `progress` counts only these: cached features cost nothing
-        cached.update(embed_records(root, missing, data_config, make_embed(), progress))
+        cached.update(embed_records(root, missing, data_config, make_embed(), progress, save_now_and_then))
         if cache_file:
             save_feature_cache(cache_file, cached)
     if not records:
@@ -66,8 +78,12 @@ def embed_records(
     data_config: DataConfig,
     embed: EmbedFunction,
     progress: ProgressCallback | None = None,
+    after_chunk: Callable[[dict[str, np.ndarray]], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """{content hash: feature vector}, decoding a chunk of images at a time (bounded memory)."""
+    """{content hash: feature vector}, decoding a chunk of images at a time (bounded memory).
+
+    `after_chunk(vectors so far)` is called after each chunk (the cache saves itself from there).
+    """
     from imgclf_core.pipeline import decode_records
 
     vectors: dict[str, np.ndarray] = {}
@@ -80,6 +96,8 @@ def embed_records(
                 vectors[record.sha256] = vector.astype(np.float32)
             if progress:
                 progress(start + min(offset + EMBEDDING_BATCH, len(chunk)), len(records))
+        if after_chunk:
+            after_chunk(vectors)
     return vectors
 
 

@@ -270,3 +270,32 @@ def test_the_audit_and_a_pretrained_run_at_224_px_share_one_features_cache(tmp_p
     audit_features = audit._embedding_function()(images)
     assert training_features.shape == (4, 1280)
     np.testing.assert_allclose(training_features, audit_features, rtol=1e-5, atol=1e-5)
+
+
+def test_features_computed_before_a_crash_are_kept_in_the_cache(tmp_path, monkeypatch):
+    """A long extraction saves the cache as it goes: what was computed before a failure is not computed again."""
+    from imgclf_core import features
+    from imgclf_core.config import DataConfig
+
+    monkeypatch.setattr(features, "DECODE_CHUNK", 4)
+    monkeypatch.setattr(features, "CACHE_SAVE_SECONDS", 0.0)
+    root = split_tree(tmp_path / "data", {"train": {"a": 6, "b": 6}})
+    records = scan_dataset(root).records
+    embedded: list[int] = []
+
+    def failing_after_two_chunks():
+        def embed(images):
+            if len(embedded) >= 8:
+                raise RuntimeError("killed")
+            embedded.extend([1] * len(images))
+            return images.reshape(len(images), -1)[:, :5].astype(np.float32)
+        return embed
+
+    config = DataConfig(image_size=8, color_mode="rgb", cache="memory")
+    with pytest.raises(RuntimeError, match="killed"):
+        features.cached_features(root, records, "toy-8", config, failing_after_two_chunks)
+    kept = features.load_feature_cache(features.feature_cache_file("toy-8"))
+    assert len(kept) == 8  # the first two chunks, saved as they were made
+    embedded.clear()
+    again = features.cached_features(root, records, "toy-8", config, failing_after_two_chunks)
+    assert again.shape == (12, 5) and len(embedded) == 4  # only the last chunk was computed this time
