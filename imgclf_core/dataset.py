@@ -12,6 +12,7 @@ unchanged tree reads no image at all.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -167,7 +168,7 @@ class DatasetIndex:
         """Groups of paths with identical bytes, each sorted, groups ordered by first path."""
         return find_duplicate_groups(self.records)
 
-    @property
+    @functools.cached_property  # pages ask several times per run; one pass over 100k records each is enough
     def split_counts(self) -> dict[str, dict[str, int]]:
         """{split: {class: count}} in the split layout (every class listed, 0 where absent); {} otherwise."""
         if not self.layout.has_splits:
@@ -178,7 +179,7 @@ class DatasetIndex:
             counts[record.split][record.label] += 1
         return counts
 
-    @property
+    @functools.cached_property
     def leakage_groups(self) -> list[list[str]]:
         """Groups of identical files that lie in more than one split (each sorted, groups by first path)."""
         return find_leakage_groups(self.records)
