@@ -16,14 +16,17 @@ from imgclf_app.views import dataset_summary_ui, in_columns, split_warnings
 from imgclf_core.dataset import SPLITS, TRAIN, DatasetIndex, ImageRecord
 from imgclf_core.dataset_report import mode_distribution, size_distribution
 from imgclf_core.images import ImageDecodeError, decode_image
-from imgclf_core.thumbnails import make_thumbnail
+from imgclf_core.thumbnails import display_array, make_thumbnail
 
 GRID_COLUMNS = 6
 PAGE_SIZES = (24, 48, 96)
 PREVIEW_COUNTS = (4, 8, 12, 16)
 ALL_SPLITS = "All splits"
 PREVIEW_SIZE = 128  # preview images are decoded at most this large: the preview shows transforms, not detail
-INSPECT_MAX_SIDE = 1600  # a 12-megapixel photo is shown (and decoded, at reduced JPEG scale) at this size
+# A 12-megapixel photo is shown (and decoded, at reduced JPEG scale) at this size; a 28 px one is
+# enlarged by whole pixels to about it (27x27 screen pixels per image pixel: crisp, never blurred).
+INSPECT_MAX_SIDE = 768
+INSPECT_NOW = "inspect_now"  # set by an Inspect click, popped by the run that opens the dialog
 
 
 def distributions_ui(index: DatasetIndex) -> None:
@@ -100,32 +103,37 @@ def grid_ui(index: DatasetIndex) -> None:
         # "class · split · file" in the split layout, "class · file" otherwise
         caption = " · ".join(part for part in (record.label, record.split, Path(record.path).name) if part)
         column.image(thumbnail, caption=caption)
-        if column.button("Inspect", key=f"inspect:{record.path}"):
-            st.session_state["inspect_path"] = record.path
-    inspected_ui(index)
+        column.button("Inspect", key=f"inspect:{record.path}", on_click=inspect, args=(record.path,))
+    clicked = st.session_state.pop(INSPECT_NOW, None)
+    record = next((record for record in shown if record.path == clicked), None)
+    if record is not None:
+        inspect_dialog(index, record)
 
 
-def inspected_ui(index: DatasetIndex) -> None:
-    path = st.session_state.get("inspect_path")
-    record = next((record for record in index.records if record.path == path), None)
-    if record is None:
-        return
-    with st.container(border=True):
-        left, right = st.columns([2, 1])
-        try:
-            left.image(decode_image(index.absolute_path(record.path), max_side=INSPECT_MAX_SIDE), caption=record.path)
-        except ImageDecodeError as error:
-            left.error(f"{record.path}: {error}")
-        right.markdown(
-            f"**{Path(record.path).name}**  \nclass: `{record.label}`  \n"
-            + (f"split: `{record.split}`  \n" if record.split else "")
-            + f"path: `{index.absolute_path(record.path)}`  \n"
-            f"size: {record.width}×{record.height}  \nmode: {record.mode} ({record.format})  \n"
-            f"sha256: `{record.sha256}`"
-        )
-        if right.button("Close", key="inspect_close"):
-            st.session_state.pop("inspect_path", None)
-            st.rerun()
+def inspect(path: str) -> None:
+    """An Inspect click: open the image in a dialog, and make it the augmentation preview's image."""
+    st.session_state["inspect_path"] = path
+    st.session_state[INSPECT_NOW] = path
+    st.session_state["preview_image"] = path
+
+
+@st.dialog("Inspect", width="large")
+def inspect_dialog(index: DatasetIndex, record: ImageRecord) -> None:
+    """The image where the person is looking (a dialog over the grid), a small one enlarged by whole pixels."""
+    left, right = st.columns([2, 1])
+    try:
+        left.image(display_array(index.absolute_path(record.path), INSPECT_MAX_SIDE), caption=record.path,
+                   width="stretch")
+    except ImageDecodeError as error:
+        left.error(f"{record.path}: {error}")
+    right.markdown(
+        f"**{Path(record.path).name}**  \nclass: `{record.label}`  \n"
+        + (f"split: `{record.split}`  \n" if record.split else "")
+        + f"path: `{index.absolute_path(record.path)}`  \n"
+        f"size: {record.width}×{record.height}  \nmode: {record.mode} ({record.format})  \n"
+        f"sha256: `{record.sha256}`"
+    )
+    right.caption("The augmentation preview at the bottom of the page now shows this image.")
 
 
 def skipped_ui(index: DatasetIndex) -> None:
@@ -167,11 +175,11 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
     columns = st.columns([3, 1, 1])
     by_path = {record.path: record for record in index.records}
     paths = list(by_path)
-    # The inspected image, else the first one training would see (not a test image).
-    default = st.session_state.get("inspect_path")
-    if default not in by_path:
-        default = next((record.path for record in index.records if record.split in ("", TRAIN)), paths[0])
-    chosen = columns[0].selectbox("Image", paths, index=paths.index(default), key="preview_image")
+    # The image last inspected (an Inspect click sets it), else the first one training would see (not a test image).
+    if st.session_state.get("preview_image") not in by_path:
+        st.session_state["preview_image"] = next(
+            (record.path for record in index.records if record.split in ("", TRAIN)), paths[0])
+    chosen = columns[0].selectbox("Image", paths, key="preview_image")
     count = columns[1].selectbox("Versions", PREVIEW_COUNTS, index=1, key="preview_count")
     if columns[2].button("Reshuffle", key="preview_reshuffle"):
         st.session_state["preview_seed"] = st.session_state.get("preview_seed", 0) + 1

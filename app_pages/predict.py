@@ -13,7 +13,7 @@ from imgclf_app.model_state import (
     IMAGENET, IMAGENET_LABEL, explain_bytes, model_file_stamp, predictor_or_report, runs_with_models,
 )
 from imgclf_app.model_upload import uploaded_model_ui
-from imgclf_app.views import held_out_accuracy
+from imgclf_app.views import accuracy_text
 from imgclf_core import runs
 from imgclf_core.images import DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageDecodeError
 from imgclf_core.overlay import display_image, overlay_heatmap
@@ -37,10 +37,10 @@ def model_choice_ui(folder: Path | None) -> str:
         if option == UPLOADED_MODEL:
             return "Upload a model file (.keras)…"
         summary = runs.summarize_run(option)
-        test = held_out_accuracy(Path(option))
-        held_out = f", test accuracy {test:.1%}" if test is not None else ""
-        return (f"Run {summary['run']} ({summary['state']}, best val accuracy {summary['best_val_accuracy'] or 0:.1%}"
-                f"{held_out})")
+        figures = [f"{name} accuracy {accuracy_text(summary[key])}"
+                   for name, key in (("validation", "val_accuracy"), ("test", "test_accuracy"))
+                   if summary[key] is not None]
+        return f"Run {summary['run']} ({', '.join([summary['state'], *figures])})"
 
     return st.selectbox("Model", options, key="predict_model", format_func=label)
 
@@ -85,8 +85,14 @@ def batch_table_ui(results: list[dict]) -> None:
          "error": result.get("error", "")}
         for result in results
     ])
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"confidence": st.column_config.NumberColumn(format="%.4f")})
+    # Narrow figures, wide error text: a reason ("not an image: ...") is read whole, not cut off.
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "image": st.column_config.TextColumn("image", width="medium"),
+        "predicted": st.column_config.TextColumn("predicted", width="small"),
+        "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0,
+                                                      width="small"),
+        "error": st.column_config.TextColumn("error", width="large"),
+    })
     st.download_button("Download as CSV", table.to_csv(index=False), "predictions.csv", "text/csv",
                        key="predict_csv")
 

@@ -12,7 +12,7 @@ from imgclf_app.charts import curves_chart, curves_frame
 from imgclf_app.dataset_state import scan_or_report, sidebar_ui
 from imgclf_app.export_view import export_ui
 from imgclf_app.forms import current_augmentation, describe_augmentation
-from imgclf_app.views import held_out_accuracy, refused_while_busy, split_evaluations_ui
+from imgclf_app.views import accuracy_text, refused_while_busy, split_evaluations_ui
 from imgclf_core import runs
 from imgclf_core.config import DataConfig, ModelConfig, RunConfig, TrainingConfig
 from imgclf_core.dataset import TEST, VALIDATION, DatasetError, DatasetIndex
@@ -34,13 +34,15 @@ def model_defaults(model_name: str, index: DatasetIndex, recommended: Recommenda
     return image_size, color_mode, TrainingConfig().epochs, TrainingConfig().fine_tune_epochs
 
 
-def model_choice_ui(recommended: Recommendation) -> str:
-    """The model picker, on the recommended model until the user picks another."""
+def model_choice_ui(index: DatasetIndex, recommended: Recommendation) -> str:
+    """The model picker, on the recommended model until the user picks another; each option names the
+    image size the form will start from for it (the same figure the size box then shows)."""
     names = list(MODEL_REGISTRY)
 
     def describe(name: str) -> str:
         kind = "pretrained" if MODEL_REGISTRY[name].pretrained else "from scratch"
-        return f"{name} ({kind}, recommended)" if name == recommended.model else f"{name} ({kind})"
+        size = model_defaults(name, index, recommended)[0]
+        return f"{name} ({kind}, {size} px{', recommended' if name == recommended.model else ''})"
 
     model_name = st.selectbox("Model", names, index=names.index(recommended.model), key="train_model",
                               format_func=describe)
@@ -62,7 +64,7 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     """The training widgets -> RunConfig (the same dataclasses the CLI builds)."""
     forget_other_dataset_choices(folder)
     recommended = recommend_settings(index)
-    model_name = model_choice_ui(recommended)
+    model_name = model_choice_ui(index, recommended)
     spec = MODEL_REGISTRY[model_name]
     image_size, color_mode, epochs, fine_tune_epochs = model_defaults(model_name, index, recommended)
     training, data = TrainingConfig(), DataConfig()
@@ -152,7 +154,8 @@ def run_panel(run_dir: Path) -> None:
     latest = progress[-1] if progress else {}
     columns = st.columns(4)
     columns[0].metric("State", state)
-    columns[1].metric("Epoch", f"{len(history)}/{epochs}" if epochs else "–")
+    columns[1].metric("Epoch", f"{current_epoch(state, history, latest)}/{epochs}" if epochs else "–",
+                      help="The epoch being trained (while a run trains), else the epochs done.")
     remaining = runs.remaining_seconds(status, progress)
     columns[2].metric("Time left", _duration(remaining) if remaining is not None else "–")
     columns[3].metric("Learning rate", f"{latest['lr']:.2e}" if latest.get("lr") is not None else "–")
@@ -172,8 +175,16 @@ def run_panel(run_dir: Path) -> None:
     controls_ui(run_dir, state)
     seen_states = st.session_state.setdefault("panel_state", {})
     previous, seen_states[str(run_dir)] = seen_states.get(str(run_dir)), state
-    if previous not in (None, state) and state not in runs.ACTIVE_STATES:
-        st.rerun()  # the run just ended: redraw the whole page (evaluation, runs list)
+    if previous not in (None, state):
+        # queued -> running -> finished: redraw the whole page (sidebar state, evaluation, runs list)
+        st.rerun(scope="app")
+
+
+def current_epoch(state: str, history: list[dict], latest: dict) -> int:
+    """The epoch the progress bar is in while a run trains (history holds the finished ones), else epochs done."""
+    if state in runs.ACTIVE_STATES and latest.get("steps") and latest.get("epoch", 0) > len(history):
+        return int(latest["epoch"])
+    return len(history)
 
 
 def activity_ui(status: dict, latest: dict, epochs: int) -> None:
@@ -196,7 +207,7 @@ def usable_model_ui(status: dict) -> None:
     if status["state"] not in runs.ACTIVE_STATES or not usable:
         return
     accuracy, seconds = usable.get("val_accuracy"), usable.get("seconds")
-    figure = f" (validation {accuracy:.1%})" if _is_number(accuracy) else ""
+    figure = f" (validation accuracy {accuracy_text(accuracy)})" if _is_number(accuracy) else ""
     after = f" after {_duration(seconds)}" if _is_number(seconds) else ""
     st.success(f"Usable model ready{figure}{after}: the Predict page can use it while fine-tuning goes on",
                icon=":material/check_circle:")
@@ -249,18 +260,27 @@ def finished_run_ui(run_dir: Path) -> None:
     export_ui(run_dir)
 
 
-def runs_list_ui(run_dirs: list[Path]) -> None:
+def runs_list_ui(run_dirs: list[Path], training: bool) -> None:
     st.subheader("Runs of this dataset")
-    table = pd.DataFrame([runs.summarize_run(run_dir) for run_dir in run_dirs])
-    table.insert(table.columns.get_loc("best_val_accuracy") + 1, "test_accuracy", list(map(held_out_accuracy, run_dirs)))
-    if table["test_accuracy"].isna().all():
-        table = table.drop(columns="test_accuracy")  # no test split: no empty column
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "best_val_accuracy": st.column_config.NumberColumn("best val accuracy", format="%.4f"),
-        "test_accuracy": st.column_config.NumberColumn("test accuracy (held out)", format="%.4f"),
-    })
+    # While a run trains, the table rereads the run folders with the live panel (state, epochs, accuracy).
+    table_ui = st.fragment(run_every=REFRESH_SECONDS)(runs_table_ui) if training else runs_table_ui
+    table_ui(run_dirs)
     compare_ui(run_dirs)
     delete_ui(run_dirs)
+
+
+def runs_table_ui(run_dirs: list[Path]) -> None:
+    table = pd.DataFrame([runs.summarize_run(run_dir) for run_dir in run_dirs])
+    if table["test_accuracy"].isna().all():
+        table = table.drop(columns="test_accuracy")  # no test split: no empty column
+    # The same figures as everywhere else: runs.run_accuracy, shown as accuracy_text shows them.
+    for column in ("val_accuracy", "test_accuracy"):
+        if column in table:
+            table[column] = [None if value is None or value != value else accuracy_text(value) for value in table[column]]
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "val_accuracy": st.column_config.TextColumn("validation accuracy"),
+        "test_accuracy": st.column_config.TextColumn("test accuracy (held out)"),
+    })
 
 
 def compare_ui(run_dirs: list[Path]) -> None:
@@ -324,4 +344,4 @@ if folder is not None:
             panel = st.fragment(run_every=REFRESH_SECONDS)(run_panel) if active else run_panel
             panel(current)
             finished_run_ui(current)
-            runs_list_ui(dataset_runs)
+            runs_list_ui(dataset_runs, training=active)

@@ -40,7 +40,9 @@ def curves_chart(frame: pd.DataFrame, metric: str, color: str = "split") -> alt.
         alt.Chart(data, title=CURVE_METRICS[metric], height=260)
         .mark_line(point=True)
         .encode(
-            x=alt.X("epoch:Q", title="epoch"),
+            # Whole epochs on the axis (a lone first point would otherwise read "1.000000"), from 0.
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1),
+                    scale=alt.Scale(domainMin=0)),
             y=alt.Y("value:Q", title=CURVE_METRICS[metric].lower(), scale=alt.Scale(zero=False)),
             color=alt.Color(f"{color}:N", title=color),
             tooltip=["epoch", color, alt.Tooltip("value:Q", format=".4f")],
@@ -90,15 +92,17 @@ def counts_chart(counts: Sequence[tuple[str, int]], label: str, height: int = 22
 def top_k_chart(pairs: Sequence[tuple[str, float]]) -> alt.Chart:
     """Horizontal bars of (label, probability), most probable on top."""
     data = pd.DataFrame(pairs, columns=["label", "probability"])
-    return (
-        alt.Chart(data, height=max(120, 28 * len(data)))
-        .mark_bar()
-        .encode(
-            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-            y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=220, labelOverlap=False)),
-            tooltip=["label", alt.Tooltip("probability:Q", format=".2%")],
-        )
+    data["text"] = [f"{probability:.1%}" for probability in data["probability"]]
+    base = alt.Chart(data, height=max(140, 40 * len(data))).encode(
+        # Room right of 100% for the figure at the end of a full bar; ticks stop at 100%.
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.18]), title=None,
+                axis=alt.Axis(format="%", labelFontSize=13, values=[0, 0.25, 0.5, 0.75, 1.0])),
+        y=alt.Y("label:N", sort=None, title=None,
+                axis=alt.Axis(labelLimit=320, labelOverlap=False, labelFontSize=14, labelPadding=6)),
+        tooltip=["label", alt.Tooltip("probability:Q", format=".2%")],
     )
+    # Each bar says its figure at its end: readable without the axis.
+    return base.mark_bar(size=24) + base.mark_text(align="left", dx=4, fontSize=13).encode(text="text:N")
 
 
 def confusion_difference_chart(difference: Sequence[Sequence[int]], class_names: Sequence[str]) -> alt.Chart:

@@ -26,7 +26,7 @@ def augmentation_form(container=st) -> AugmentationConfig:
         st.session_state.setdefault(key, value)
     columns = container.columns(3)
     flip = columns[0].checkbox("Horizontal flip", key="aug_flip")
-    rotation = columns[0].slider("Rotation (±degrees)", 0.0, 45.0, step=1.0, key="aug_rotation")
+    rotation = columns[0].slider("Rotation (±degrees)", 0.0, 45.0, step=1.0, format="%.0f°", key="aug_rotation")
     zoom = columns[1].slider("Zoom (±fraction)", 0.0, 0.5, step=0.05, key="aug_zoom")
     translation = columns[1].slider("Translation (±fraction)", 0.0, 0.5, step=0.05, key="aug_translation")
     contrast = columns[2].slider("Contrast (±fraction)", 0.0, 0.9, step=0.05, key="aug_contrast")

@@ -19,6 +19,11 @@ SPLIT_TITLES = {VALIDATION: "Validation", TEST: "Test (held out, never trained o
 Item = TypeVar("Item")
 
 
+def accuracy_text(accuracy: float) -> str:
+    """An accuracy as every page shows it: one definition (see runs.run_accuracy), one rounding."""
+    return f"{accuracy:.1%}"
+
+
 def in_columns(items: Sequence[Item], count: int) -> Iterator[tuple["st.delta_generator.DeltaGenerator", Item]]:
     """(column, item) pairs laying the items out in rows of `count` columns (a gallery grid)."""
     for start in range(0, len(items), count):
@@ -46,9 +51,9 @@ def evaluation_ui(evaluation: dict, split: str = VALIDATION, beside: dict[str, f
 
     name = SPLIT_NAMES[split]
     columns = st.columns(3 + len(beside or {}))
-    columns[0].metric(f"{name} accuracy", f"{evaluation['accuracy']:.2%}")
+    columns[0].metric(f"{name} accuracy", accuracy_text(evaluation["accuracy"]))
     for column, (label, accuracy) in zip(columns[1:], (beside or {}).items()):
-        column.metric(label, f"{accuracy:.2%}")
+        column.metric(label, accuracy_text(accuracy))
     columns[-2].metric("Macro F1", f"{evaluation.get('macro_f1', float('nan')):.3f}")
     columns[-1].metric(f"{name} images", f"{sum(map(sum, evaluation['confusion_matrix'])):,}")
     table = pd.DataFrame.from_dict(evaluation["per_class"], orient="index")

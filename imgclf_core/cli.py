@@ -162,7 +162,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.list_models:
         for spec in MODEL_REGISTRY.values():
-            print(f"{spec.name:<18} {spec.default_image_size:>3} px  {spec.description}")
+            # From scratch, the size comes from the data (its median side, clamped); pretrained, the model's own.
+            size = f"{spec.default_image_size} px" if spec.pretrained else "data's size"
+            print(f"{spec.name:<18} {size:<12} {spec.description}")
         return EXIT_OK
     run_dir = _train_run_dir(args)
     from imgclf_core import runs
@@ -256,9 +258,17 @@ def run_config_from_args(args: argparse.Namespace):
     )
 
 
+# Commands that load a model: TensorFlow is imported up front, quietly (see tf_quiet).
+TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "audit")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in TENSORFLOW_COMMANDS and not getattr(args, "list_models", False):
+        from imgclf_core.tf_quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # now, so its start-up lines never reach the terminal
     try:
         return args.handler(args)
     except (BadInput, ModelError, ValueError, FileNotFoundError, NotADirectoryError) as error:  # ModelError, RunError too

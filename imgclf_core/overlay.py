@@ -35,8 +35,11 @@ def colorize_heatmap(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
 
 
 def display_image(data: bytes) -> np.ndarray:
-    """The photo as RGB uint8 for an overlay, shrunk so its long side is at most OVERLAY_MAX_SIDE."""
-    return decode_image(data, color_mode="rgb", max_side=OVERLAY_MAX_SIDE)
+    """The photo as RGB uint8 for an overlay: shrunk so its long side is at most OVERLAY_MAX_SIDE, or,
+    when small (a 28 px image), enlarged by whole pixels toward it, so it is drawn crisp, never blurred."""
+    from imgclf_core.thumbnails import make_thumbnail
+
+    return make_thumbnail(decode_image(data, color_mode="rgb", max_side=OVERLAY_MAX_SIDE), OVERLAY_MAX_SIDE)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

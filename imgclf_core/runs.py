@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -284,6 +285,8 @@ def launch_trainer(run_dir: str | os.PathLike) -> RunHandle:
         )
     finally:
         log.close()
+    # Someone must wait() for the trainer, or its exit leaves a zombie under a long-lived parent (the app server).
+    threading.Thread(target=process.wait, name=f"reap trainer {process.pid}", daemon=True).start()
     # Until the trainer writes its own status, point at its pid so watchers see it as active.
     write_status(folder, QUEUED, message="starting", pid=process.pid)
     return RunHandle(folder)
@@ -331,13 +334,12 @@ def active_runs(runs_root: str | os.PathLike) -> list[Path]:
 
 
 def summarize_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """One row of a runs list: name, model, date, state, epochs done/total, best validation accuracy."""
+    """One row of a runs list: name, model, date, state, epochs done/total, validation and test accuracy."""
     folder = Path(run_dir)
     document = read_run_document(folder)
     run = document.get("run", {})
     status = read_status(folder)
     history = read_history(folder)
-    accuracies = [row["val_accuracy"] for row in history if isinstance(row.get("val_accuracy"), (int, float))]
     training = run.get("training", {})
     return {
         "run": folder.name,
@@ -345,9 +347,25 @@ def summarize_run(run_dir: str | os.PathLike) -> dict[str, Any]:
         "created": document.get("created_at"),
         "state": status["state"],
         "epochs": f"{len(history)}/{training.get('epochs', 0) + training.get('fine_tune_epochs', 0)}",
-        "best_val_accuracy": max(accuracies) if accuracies else None,
+        "val_accuracy": run_accuracy(folder, history),
+        "test_accuracy": run_accuracy(folder, history, "test"),
         "message": status.get("message", ""),
     }
+
+
+def run_accuracy(run_dir: str | os.PathLike, history: list[dict[str, Any]] | None = None,
+                 split: str = "validation") -> float | None:
+    """The one accuracy every page shows for a run: its model's on `split` as evaluated at the end
+    (evaluation.json), else, while it trains, the best epoch's validation accuracy; None before any.
+    The test split has no per-epoch figure (it is held out), so only its evaluation counts."""
+    evaluation = read_evaluation(run_dir, split)
+    if evaluation is not None:
+        return float(evaluation["accuracy"])
+    if split != "validation":
+        return None
+    rows = read_history(run_dir) if history is None else history
+    accuracies = [row["val_accuracy"] for row in rows if isinstance(row.get("val_accuracy"), (int, float))]
+    return max(accuracies) if accuracies else None
 
 
 def delete_run(run_dir: str | os.PathLike) -> None:

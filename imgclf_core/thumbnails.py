@@ -46,3 +46,12 @@ def make_thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     pil = Image.fromarray(image)
     pil.thumbnail((size, size), Image.Resampling.LANCZOS)
     return np.asarray(pil)
+
+
+def display_array(source: str | os.PathLike | bytes, side: int) -> np.ndarray:
+    """An image for the screen, longest side near `side`: a big photo is shrunk while decoding, a small
+    one (28 px) enlarged by whole pixels (nearest neighbour), so it is drawn pixel-crisp, never blurred.
+
+    Raises ImageDecodeError when the file cannot be read.
+    """
+    return make_thumbnail(decode_image(source, max_side=side), side)

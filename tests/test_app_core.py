@@ -182,7 +182,11 @@ def test_runs_of_a_dataset_and_their_summary(tmp_path):
     summary = runs.summarize_run(mine)
     assert (summary["run"], summary["model"], summary["state"], summary["epochs"]) == (
         mine.name, "small_cnn", runs.FINISHED, "3/3")
-    assert summary["best_val_accuracy"] == pytest.approx(0.63)
+    assert summary["val_accuracy"] == pytest.approx(0.63)  # no evaluation yet: the best epoch's
+    assert summary["test_accuracy"] is None
+    (mine / "evaluation.json").write_text('{"validation": {"accuracy": 0.6}, "test": {"accuracy": 0.55}}')
+    summary = runs.summarize_run(mine)  # evaluated: the saved model's figures, the same on every page
+    assert (summary["val_accuracy"], summary["test_accuracy"]) == (0.6, 0.55)
 
 
 def test_new_run_dirs_never_collide(tmp_path):

@@ -51,7 +51,8 @@ def navigation_labels(page) -> list[str]:
     return [text.split()[-1] for text in links]  # the icon comes first
 
 
-def epochs_done(page) -> int:
+def epoch_shown(page) -> int:
+    """The Epoch figure: the epoch being trained while a run trains, else the epochs done."""
     shown = metric_value(page, "Epoch") or "0/0"
     return int(shown.split("/")[0]) if shown[0].isdigit() else 0
 
@@ -139,14 +140,19 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         # Train it, reload mid-run, stop, resume, finish.
         page.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Train").click()
         start_training(page, epochs=6)
-        wait_for(lambda: epochs_done(page) >= 2, "two finished epochs on the page")
+        wait_for(lambda: epoch_shown(page) >= 2, "the second epoch on the page")
+        # Started from this page (queued at first): the sidebar and the runs table follow the live state,
+        # and the Epoch figure is the epoch the progress bar is in.
+        wait_for(lambda: "· running" in page.get_by_test_id("stSidebar").inner_text(), "the sidebar to say running")
+        wait_for(lambda: runs_table_cell(page, "state") == "running", "the runs table to say running")
+        wait_for(lambda: f"epoch {epoch_shown(page)}/6" in progress_bar_text(page), "the bar and the figure to agree")
         points = chart_points(page)
         page.reload()  # a reload is a new session: the folder is remembered and the running job found
         wait_for(lambda: metric_value(page, "State") == "running", "state running after the reload")
         assert navigation_labels(page) == ["Home", "Dataset", "Train", "Predict", "Mistakes", "Label", "Audit"]
         assert "· running" in page.locator('[data-testid="stSidebar"]').inner_text()
-        seen = epochs_done(page)
-        wait_for(lambda: epochs_done(page) > seen, "the page to keep updating after the reload")
+        seen = epoch_shown(page)
+        wait_for(lambda: epoch_shown(page) > seen, "the page to keep updating after the reload")
         wait_for(lambda: chart_points(page) > points, "the curves to grow")
         wait_until_drawn(page)
         page.screenshot(path=str(SCREENSHOTS / "train.png"), full_page=True,
@@ -154,7 +160,7 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         wait_until_idle(page)
         page.get_by_role("button", name="Stop").click()
         wait_for(lambda: metric_value(page, "State") == "stopped", "state stopped")
-        stopped_at = epochs_done(page)
+        stopped_at = epoch_shown(page)
         assert stopped_at < 6
         # The panel says "stopped" a moment before the whole page redraws (the sidebar with it); a click
         # during that redraw is lost, so wait for the sidebar to say it too, then for the redraw to end.
@@ -162,7 +168,7 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
                  "the whole page redrawn after the stop")
         wait_until_idle(page)
         page.get_by_role("button", name="Resume").click()
-        wait_for(lambda: epochs_done(page) > stopped_at, "training to continue after Resume", timeout_s=400)
+        wait_for(lambda: epoch_shown(page) > stopped_at, "training to continue after Resume", timeout_s=400)
         wait_for(lambda: metric_value(page, "State") == "finished", "the run to finish", timeout_s=400)
         wait_for(lambda: metric_value(page, "Validation accuracy"), "the evaluation summary")
         accuracy = float(metric_value(page, "Validation accuracy").rstrip("%"))
@@ -235,6 +241,23 @@ def start_training(page, epochs: int) -> None:
     wait_until_idle(page)
     page.get_by_role("button", name="Start training").click()
     wait_for(lambda: metric_value(page, "State") == "running", "the run to start")
+
+
+def runs_table_cell(page, column: str) -> str | None:
+    """The first row's `column` in the "Runs of this dataset" table (the last dataframe on the Train page)."""
+    frames = page.get_by_test_id("stDataFrame")
+    if not frames.count():
+        return None
+    rows = dataframe_rows(frames.last)
+    if len(rows) < 2 or column not in rows[0]:
+        return None
+    offset = len(rows[0]) - len(rows[1])  # a row-number header cell, if any
+    return rows[1][rows[0].index(column) - offset]
+
+
+def progress_bar_text(page) -> str:
+    bars = page.get_by_test_id("stProgress")
+    return bars.first.inner_text() if bars.count() else ""
 
 
 def chart_points(page) -> int:

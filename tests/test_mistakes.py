@@ -53,7 +53,7 @@ def test_a_run_without_predictions_has_none(tmp_path):
     assert read_run_predictions(tmp_path) is None
 
 
-def test_display_image_shrinks_large_photos_and_keeps_small_ones():
+def test_display_image_shrinks_large_photos_and_enlarges_small_ones_by_whole_pixels():
     import io
 
     buffer = io.BytesIO()
@@ -61,8 +61,12 @@ def test_display_image_shrinks_large_photos_and_keeps_small_ones():
     shown = display_image(buffer.getvalue())
     assert shown.shape == (OVERLAY_MAX_SIDE // 2, OVERLAY_MAX_SIDE, 3) and shown.dtype == np.uint8
     small = io.BytesIO()
-    Image.new("L", (30, 20), 100).save(small, "PNG")
-    assert display_image(small.getvalue()).shape == (20, 30, 3)
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30), dtype=np.uint8)
+    Image.fromarray(pixels).save(small, "PNG")
+    # enlarged by whole pixels (17 x 17 each), never interpolated: every source pixel stays one colour
+    enlarged = display_image(small.getvalue())
+    assert enlarged.shape == (20 * 17, 30 * 17, 3)
+    assert (enlarged[::17, ::17, 0] == pixels).all() and (enlarged[16::17, 16::17, 0] == pixels).all()
 
 
 def test_class_average_gradcam_is_a_normalised_heatmap_and_a_mean_image(tmp_path):

@@ -86,9 +86,20 @@ def test_dataset_grid_filters_by_class_and_inspects_an_image(odd_dataset):
     app.selectbox(key="grid_class").set_value("dog").run()
     captions = [image.captions[0] for image in app.get("image") if image.captions and "·" in image.captions[0]]
     assert len(captions) == 4 and all(caption.startswith("dog · ") for caption in captions)
+    def shown_as(caption: str) -> int:  # the duplicates section shows dog/copy.png too
+        return sum(1 for image in app.get("image") if image.captions == [caption])
+
+    before = shown_as("dog/copy.png")
     app.button(key="inspect:dog/copy.png").click().run()
     details = " ".join(markdown.value for markdown in app.markdown)
     assert "copy.png" in details and "20×10" in details and "sha256" in details
+    # the dialog shows the image itself, and the augmentation preview switches to it
+    assert shown_as("dog/copy.png") == before + 1
+    assert app.selectbox(key="preview_image").value == "dog/copy.png"
+    app.button(key="inspect:dog/00.png").click().run()
+    assert app.selectbox(key="preview_image").value == "dog/00.png"
+    app.selectbox(key="grid_class").set_value("cat").run()  # any other rerun: the dialog is not reopened
+    assert not [markdown for markdown in app.markdown if "sha256" in markdown.value]
 
 
 def test_augmentation_preview_renders_the_chosen_number_of_versions(odd_dataset):
@@ -99,6 +110,7 @@ def test_augmentation_preview_renders_the_chosen_number_of_versions(odd_dataset)
     first = list(preview[0].value)
     app.slider(key="aug_rotation").set_value(30.0).run()
     assert not app.exception
+    assert app.slider(key="aug_rotation").proto.format == "%.0f°"  # "30°", not "30.00"
     app.button(key="preview_reshuffle").click().run()
     reshuffled = [image for image in app.get("image") if image.captions and image.captions[0] == "original"]
     assert len(reshuffled[0].value) == 5 and list(reshuffled[0].value) != first

@@ -141,9 +141,12 @@ def test_stop_finishes_the_batch_saves_and_reports_stopped(tmp_path):
     config = runs.read_run_config(make_run(tmp_path, data, name="template", epochs=50))
     handle = runs.start_run(config, tmp_path / "run")
     wait_for(lambda: any(record["epoch"] >= 2 for record in handle.progress()), what="epoch 2 to start")
+    pid = handle.status()["pid"]
     status = handle.stop(timeout_s=60)
     assert status["state"] == runs.STOPPED, status
     assert "resume continues after epoch" in status["message"]
+    # The launcher (here pytest, in the app the server) reaps its trainer: no zombie is left behind.
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=30, what="the stopped trainer to be reaped")
     model = load_model_checked(tmp_path / "run" / "model.keras", expected_num_classes=3)
     assert model.output_shape == (None, 3)
 
