@@ -122,8 +122,9 @@ def inspect_dialog(index: DatasetIndex, record: ImageRecord) -> None:
     """The image where the person is looking (a dialog over the grid), a small one enlarged by whole pixels."""
     left, right = st.columns([2, 1])
     try:
+        # PNG: Streamlit would send an array as JPEG, smearing the enlarged pixels' edges.
         left.image(display_array(index.absolute_path(record.path), INSPECT_MAX_SIDE), caption=record.path,
-                   width="stretch")
+                   width="stretch", output_format="PNG")
     except ImageDecodeError as error:
         left.error(f"{record.path}: {error}")
     right.markdown(
@@ -198,7 +199,8 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
         versions = preview_augmentations(image, config, count, seed=st.session_state.get("preview_seed", 0))
     # Small images are enlarged by whole pixels: the preview shows what the model will see.
     shown = [make_thumbnail(version, PREVIEW_SIZE) for version in (image, *versions)]
-    st.image(shown, caption=["original"] + [f"#{number}" for number in range(1, count + 1)], width=PREVIEW_SIZE)
+    st.image(shown, caption=["original"] + [f"#{number}" for number in range(1, count + 1)], width=PREVIEW_SIZE,
+             output_format="PNG")
 
 
 folder = sidebar_ui()

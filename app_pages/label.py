@@ -9,18 +9,23 @@ import streamlit as st
 
 from imgclf_app.dataset_state import current_run_dir, load_dataset_index, scan_or_report, sidebar_ui
 from imgclf_app.model_state import model_file_stamp, predictor_or_report
-from imgclf_app.relabel_menu import ERROR_KEY, MESSAGE_KEY, relabel_messages_ui, undo_redo_ui
+from imgclf_app.relabel_menu import relabel_messages_ui, set_outcome_message, undo_redo_ui
 from imgclf_app.views import in_columns
-from imgclf_core.images import IMAGE_EXTENSIONS, ImageDecodeError, read_image_bytes
-from imgclf_core.labeling import ORDERS, default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes
-from imgclf_core.overlay import display_image
-from imgclf_core.relabel import QUARANTINE, RelabelError, RelabelJournal
+from imgclf_core.images import IMAGE_EXTENSIONS, ImageDecodeError
+from imgclf_core.labeling import (
+    DEFAULT_ORDER, ORDERS, default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes, top_suggestion,
+)
+from imgclf_core.relabel import QUARANTINE, RelabelError, RelabelJournal, describe_move
+from imgclf_core.thumbnails import display_array
 
 GRID_SIZE = 12
 GRID_COLUMNS = 6
 BULK_PREVIEW = 24  # images shown before "Accept all"
 SUGGESTIONS = 3
 CLASS_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")  # keyboard shortcuts of the class buttons
+ORIGIN = "label"  # this page's moves: its Undo and Redo walk only these
+SINGLE_SIDE = 384  # the image shown alone; small ones enlarged by whole pixels
+GRID_SIDE = 160
 
 
 def inbox_ui(folder: Path) -> Path:
@@ -58,11 +63,20 @@ def assistant_predictor(folder: Path):
 def file_image(folder: Path, path: Path, label: str) -> None:
     """The click handler of every labeling button: one journaled move, then a message."""
     try:
-        move = RelabelJournal(folder).label(path, label)
-        st.session_state[MESSAGE_KEY] = f"{path.name} → {move.target}"
+        move = RelabelJournal(folder).label(path, label, origin=ORIGIN)
+        set_outcome_message(describe_move(move, "Filed") + ".")
     except RelabelError as error:
-        st.session_state[ERROR_KEY] = str(error)
+        set_outcome_message(str(error), error=True)
     load_dataset_index.clear()
+
+
+def image_ui(container, path: Path, side: int, caption: str | None = None, advice: str = "") -> None:
+    """One inbox image drawn pixel-crisp (a 28 px image enlarged by whole pixels), or why it cannot be."""
+    try:
+        # PNG: Streamlit would send an array as JPEG, whose artefacts smear the enlarged pixels.
+        container.image(display_array(path, side), caption=caption, width="stretch", output_format="PNG")
+    except ImageDecodeError as error:
+        container.warning(f"{path.name}: {error}{advice}")
 
 
 def counters_ui(remaining: int, folder: Path, class_counts: dict[str, int]) -> None:
@@ -77,10 +91,7 @@ def counters_ui(remaining: int, folder: Path, class_counts: dict[str, int]) -> N
 def single_ui(folder: Path, path: Path, class_names: list[str], probabilities: np.ndarray | None, names: list[str]) -> None:
     """One image, large, with the model's top suggestions and a button per class."""
     left, right = st.columns([2, 3])
-    try:
-        left.image(display_image(read_image_bytes(path)), caption=path.name, width="stretch")
-    except ImageDecodeError as error:
-        left.warning(f"{path.name}: {error} (quarantine it, or skip)")
+    image_ui(left, path, SINGLE_SIDE, path.name, " (quarantine it, or skip)")
     with right:
         if probabilities is not None and not np.isnan(probabilities).any():
             order = np.argsort(-probabilities)[:SUGGESTIONS]
@@ -105,11 +116,16 @@ def single_ui(folder: Path, path: Path, class_names: list[str], probabilities: n
                           shortcut="Q")
 
 
-def grid_ui(folder: Path, paths: list[Path], class_names: list[str]) -> None:
-    """Several thumbnails at once: tick some, give them all one class."""
+def grid_ui(folder: Path, paths: list[Path], class_names: list[str], probabilities: np.ndarray | None,
+            names: list[str]) -> None:
+    """Several thumbnails at once, each with the model's suggestion (when there is a model): tick some, give them one class."""
     shown = paths[:GRID_SIZE]
-    for column, path in in_columns(shown, GRID_COLUMNS):
-        column.image(str(path), width="stretch")
+    for position, (column, path) in enumerate(in_columns(shown, GRID_COLUMNS)):
+        suggestion = top_suggestion(probabilities[position], names) if probabilities is not None else None
+        caption = f"suggests {suggestion[0]} {suggestion[1]:.0%}" if suggestion else None
+        if probabilities is not None and suggestion is None:
+            caption = "no suggestion (unreadable)"
+        image_ui(column, path, GRID_SIDE, caption)
         column.checkbox(path.name, key=f"label_pick:{path}")
     picked = [path for path in shown if st.session_state.get(f"label_pick:{path}")]
     columns = st.columns([2, 1])
@@ -129,13 +145,13 @@ def bulk_accept_ui(folder: Path, paths: list[Path], probabilities: np.ndarray, n
                 for path, row in zip(paths, probabilities) if not np.isnan(row).any() and np.max(row) >= threshold]
         st.caption(f"{len(sure)} image(s) at or above {threshold:.0%}; check the preview before accepting.")
         for column, (path, label, confidence) in in_columns(sure[:BULK_PREVIEW], GRID_COLUMNS):
-            column.image(str(path), caption=f"{label} {confidence:.0%}", width="stretch")
+            image_ui(column, path, GRID_SIDE, f"{label} {confidence:.0%}")
         if st.button(f"Accept all {len(sure)}", key="label_bulk", disabled=not sure):
             progress = st.progress(0.0)
             for done, (path, label, _) in enumerate(sure, start=1):
                 file_image(folder, path, label)
                 progress.progress(done / len(sure))
-            st.session_state[MESSAGE_KEY] = f"Filed {len(sure)} image(s) by the model's suggestion."
+            set_outcome_message(f"Filed {len(sure)} image(s) by the model's suggestion.")
             st.rerun()
 
 
@@ -147,6 +163,7 @@ if folder is not None:
     classes = list(dataset_index.class_names) if dataset_index is not None else []
     files = inbox_images(inbox)
     relabel_messages_ui()
+    undo_redo_ui(RelabelJournal(folder), ORIGIN)  # right under the message of the last filing
     counters_ui(len(files), folder, dict(dataset_index.class_counts) if dataset_index is not None else {})
     if not files:
         st.info(f"The inbox {inbox} has no images: add some above, or choose another folder.")
@@ -156,7 +173,8 @@ if folder is not None:
         if predictor is not None:
             suggestions = inbox_suggestions(predictor, model_key, tuple(map(str, files)))
             model_names = predictor.class_names
-            order = st.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="label_order")
+            order = st.selectbox("Order", list(ORDERS), index=list(ORDERS).index(DEFAULT_ORDER),
+                                 format_func=ORDERS.get, key="label_order")
         else:
             st.caption("Train a model on the Train page and its suggestions appear here.")
             order = "name"
@@ -170,7 +188,6 @@ if folder is not None:
             single_ui(folder, files[first], classes, suggestions[first] if suggestions is not None else None,
                       model_names)
         else:
-            grid_ui(folder, ordered, classes)
+            grid_ui(folder, ordered, classes, suggestions[ranked] if suggestions is not None else None, model_names)
         if suggestions is not None:
             bulk_accept_ui(folder, ordered, suggestions[ranked], model_names)
-    undo_redo_ui(RelabelJournal(folder), "label")

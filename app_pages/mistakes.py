@@ -12,7 +12,7 @@ from imgclf_app.charts import confusion_difference_chart
 from imgclf_app.dataset_state import current_run_dir, sidebar_ui
 from imgclf_app.model_state import model_file_stamp, predictor_or_report
 from imgclf_app.relabel_menu import relabel_menu_ui, relabel_messages_ui, undo_redo_ui
-from imgclf_app.views import SPLIT_NAMES, SPLIT_TITLES, evaluation_ui, in_columns, refused_while_busy
+from imgclf_app.views import SPLIT_NAMES, SPLIT_TITLES, accuracy_text, evaluation_ui, in_columns, refused_while_busy
 from imgclf_core import runs
 from imgclf_core.dataset import TEST, VALIDATION
 from imgclf_core.evaluation import confusion_matrix_difference
@@ -20,11 +20,14 @@ from imgclf_core.images import ImageDecodeError, read_image_bytes
 from imgclf_core.mistakes import (
     cell_predictions, class_average_gradcam, explain_paths, largest_confusions, read_run_predictions, top_losses,
 )
-from imgclf_core.overlay import colorize_heatmap, display_image, overlay_heatmap
+from imgclf_core.overlay import colorize_heatmap, overlay_heatmap
 from imgclf_core.relabel import RelabelJournal
+from imgclf_core.thumbnails import display_array, make_thumbnail
 
-GALLERY_COLUMNS = 4
+ORIGIN = "mistakes"  # this page's moves: its Undo and Redo walk only these
+GALLERY_COLUMNS = 3  # each item is the image and its Grad-CAM side by side
 GALLERY_SIZE = 12
+DISPLAY_SIDE = 224  # small images are enlarged by whole pixels to about this, big photos shrunk
 TOP_LOSSES = 12
 AVERAGE_GRADCAM_IMAGES = 64
 
@@ -58,46 +61,66 @@ def average_gradcam(_predictor, model_key: str, paths: tuple[str, ...], class_in
     return class_average_gradcam(_predictor, paths, class_index)
 
 
-def gallery_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal: RelabelJournal, key: str) -> None:
-    """Images with their Grad-CAM overlay (for the predicted class), confidence and a relabel menu."""
+def gallery_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal: RelabelJournal, key: str,
+               sorted_by_loss: bool = False) -> bool:
+    """Images beside their Grad-CAM overlay (for the predicted class), confidence (or loss) and a relabel menu.
+
+    The outcome of a relabel is shown under the image it moved, with Undo right under it; returns
+    whether it was (the page's other Undo is then left out).
+    """
     if not rows:
         st.caption("No images here.")
-        return
+        return False
     pages = -(-len(rows) // GALLERY_SIZE)
     # Per split: the other split's cell may have fewer pages than the page number left here.
     page_key = f"{key}_page:{rows[0]['split']}"
     page = st.number_input(f"Page (of {pages})", 1, pages, key=page_key) if pages > 1 else 1
     shown = rows[(page - 1) * GALLERY_SIZE:page * GALLERY_SIZE]
-    st.caption(f"{len(rows)} image(s); Grad-CAM shows where the model looked for the class it predicted.")
+    st.caption(f"{len(rows)} image(s), each beside its Grad-CAM: where the model looked for the class it predicted.")
     located = journal.current_paths([row["path"] for row in shown])
     explained = explain_files(predictor, model_key, tuple(str(folder / path) for path in located))
     kept = journal.kept_paths()
     class_names = predictor.class_names
+    undo_shown = False
     for column, (row, path, explanation) in in_columns(list(zip(shown, located, explained)), GALLERY_COLUMNS):
         with column:
-            _gallery_item(row, path, explanation, folder, class_names, kept, f"{key}:{row['path']}")
+            undo_shown |= _gallery_item(row, path, explanation, folder, journal, class_names, kept,
+                                        f"{key}:{row['path']}", sorted_by_loss)
+    return undo_shown
 
 
-def _gallery_item(row: dict, path: str, explained: dict, folder: Path, class_names: list[str], kept: set[str],
-                  widget_key: str) -> None:
+def gallery_caption(row: dict, sorted_by_loss: bool = False) -> str:
+    """"ring → cross · 93%"; in a list sorted by loss the loss comes first: "loss 2.65 · ring → cross · 93%"."""
     label = f"{row['true']} → {row['predicted']} · {row['probability']:.0%}"
+    return f"loss {row['loss']:.2f} · {label}" if sorted_by_loss else label
+
+
+def _gallery_item(row: dict, path: str, explained: dict, folder: Path, journal: RelabelJournal, class_names: list[str],
+                  kept: set[str], widget_key: str, sorted_by_loss: bool) -> bool:
+    """One image beside its Grad-CAM, then its menu (or where it went) and the outcome of using that menu."""
     try:
-        photo = display_image(read_image_bytes(folder / path))
+        photo = display_array(read_image_bytes(folder / path), DISPLAY_SIDE)  # pixel-crisp when small
     except ImageDecodeError as error:
         st.warning(f"{path}: {error}")
-        return
-    picture = overlay_heatmap(photo, explained["heatmap"], opacity=0.4) if "heatmap" in explained else photo
-    st.image(picture, caption=label, width="stretch")
+        return relabel_messages_ui(journal, ORIGIN, place=widget_key)
+    plain, explained_column = st.columns(2, gap="small")
+    # PNG: Streamlit would send an array as JPEG, whose artefacts smear the enlarged pixels.
+    plain.image(photo, caption=gallery_caption(row, sorted_by_loss), width="stretch", output_format="PNG")
+    if "heatmap" in explained:
+        explained_column.image(overlay_heatmap(photo, explained["heatmap"], opacity=0.4),
+                               caption=f"Grad-CAM for {row['predicted']}", width="stretch", output_format="PNG")
+    else:
+        explained_column.caption(f"No Grad-CAM: {explained.get('error', 'not computed')}")
     if path != row["path"]:
         st.caption(f"moved to **{path}**")
-        return
-    if path in kept:
+    elif path in kept:
         st.caption("marked correct as is")
-        return
-    relabel_menu_ui(folder, path, class_names, widget_key)
+    else:
+        relabel_menu_ui(folder, path, class_names, widget_key, origin=ORIGIN)
+    return relabel_messages_ui(journal, ORIGIN, place=widget_key)  # under the image it was about, with Undo
 
 
-def cell_ui(evaluation: dict, rows: list[dict], predictor, model_key: str, folder: Path, journal) -> None:
+def cell_ui(evaluation: dict, rows: list[dict], predictor, model_key: str, folder: Path, journal) -> bool:
     st.subheader("Images behind a confusion-matrix cell")
     names = evaluation["class_names"]
     confusions = largest_confusions(evaluation["confusion_matrix"], names)
@@ -108,13 +131,16 @@ def cell_ui(evaluation: dict, rows: list[dict], predictor, model_key: str, folde
     predicted_label = columns[1].selectbox("Predicted as", names, key="mistakes_predicted")
     if confusions:
         st.caption("Most confused: " + ", ".join(f"{true} → {predicted} ({count})" for true, predicted, count in confusions[:5]))
-    gallery_ui(cell_predictions(rows, true_label, predicted_label), predictor, model_key, folder, journal, "cell")
+    return gallery_ui(cell_predictions(rows, true_label, predicted_label), predictor, model_key, folder, journal,
+                      "cell")
 
 
-def top_losses_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal, split: str) -> None:
+def top_losses_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal, split: str) -> bool:
     st.subheader("Top losses")
-    st.caption(f"The {split} images the model is most confidently wrong about: often a wrong label.")
-    gallery_ui(top_losses(rows, TOP_LOSSES), predictor, model_key, folder, journal, "losses")
+    st.caption(f"The {split} images the model is most confidently wrong about, highest loss first "
+               "(loss = −log of the probability given to the true class): often a wrong label.")
+    return gallery_ui(top_losses(rows, TOP_LOSSES), predictor, model_key, folder, journal, "losses",
+                      sorted_by_loss=True)
 
 
 def class_gradcam_ui(rows: list[dict], predictor, model_key: str, folder: Path, journal, split: str) -> None:
@@ -127,23 +153,27 @@ def class_gradcam_ui(rows: list[dict], predictor, model_key: str, folder: Path, 
         return
     mean_image, heatmap = average_gradcam(predictor, model_key, tuple(paths), predictor.class_names.index(label))
     columns = st.columns(4)
+    mean_image = make_thumbnail(np.asarray(mean_image).squeeze(), DISPLAY_SIDE)  # a small mean: whole pixels
     columns[0].image(overlay_heatmap(mean_image, heatmap, opacity=0.5), caption=f"mean of {len(paths)} images",
-                     width="stretch")
+                     width="stretch", output_format="PNG")
     columns[1].image(colorize_heatmap(np.asarray(heatmap)), caption="mean Grad-CAM", width="stretch")
     st.caption("Heat along the borders or the background instead of the object hints at a shortcut "
                "(the model learnt something other than the object).")
 
 
-def journal_ui(folder: Path, journal: RelabelJournal, run_dir: Path) -> None:
+def journal_ui(folder: Path, journal: RelabelJournal, run_dir: Path, undo_shown_above: bool) -> None:
     st.subheader("Relabel journal")
     moves = journal.relabel_moves()
     if moves:
-        st.dataframe(pd.DataFrame([{"time": move.time, "from": move.source, "to": move.target, "undone": undone}
+        st.dataframe(pd.DataFrame([{"time": move.time, "from": move.source, "to": move.target,
+                                    "page": move.origin or "", "undone": undone}
                                    for move, undone in moves]), hide_index=True, width="stretch")
     else:
         st.caption(f"No moves yet. Every move is written to {folder.name}/.imgclf/relabel.jsonl first; "
                    "nothing is ever deleted.")
-    undo_redo_ui(journal, "mistakes")
+    st.caption("Undo and Redo here walk only the moves made on this page.")
+    relabel_messages_ui()  # an outcome not shown at a gallery (e.g. of the buttons below)
+    undo_redo_ui(journal, ORIGIN, shown_above=undo_shown_above)
     if st.button("Retrain with the same settings", key="mistakes_retrain", type="primary"):
         if not refused_while_busy(runs.default_runs_root()):
             handle = runs.retrain_run(run_dir, runs.default_runs_root())
@@ -163,7 +193,8 @@ def comparison_ui(run_dir: Path, evaluation: dict, split: str) -> None:
     except ValueError as error:
         st.warning(str(error))
         return
-    st.metric(f"{SPLIT_NAMES[split]} accuracy", f"{evaluation['accuracy']:.2%}", f"{difference['accuracy_change']:+.2%}")
+    st.metric(f"{SPLIT_NAMES[split]} accuracy", accuracy_text(evaluation["accuracy"]),
+              f"{difference['accuracy_change']:+.1%}")
     st.altair_chart(confusion_difference_chart(difference["confusion_matrix"], difference["class_names"]),
                     width="stretch")
 
@@ -221,10 +252,9 @@ if folder is not None:
         if predictor is not None:
             key = f"{run}:{model_file_stamp(str(run))}"
             relabel_journal = RelabelJournal(folder)
-            relabel_messages_ui()
             comparison_ui(run, evaluation, chosen_split)
             evaluation_ui(evaluation, chosen_split, beside=other_accuracy(run, chosen_split))
-            cell_ui(evaluation, predictions, predictor, key, folder, relabel_journal)
-            top_losses_ui(predictions, predictor, key, folder, relabel_journal, chosen_split)
+            undo_in_cell = cell_ui(evaluation, predictions, predictor, key, folder, relabel_journal)
+            undo_in_losses = top_losses_ui(predictions, predictor, key, folder, relabel_journal, chosen_split)
             class_gradcam_ui(predictions, predictor, key, folder, relabel_journal, chosen_split)
-            journal_ui(folder, relabel_journal, run)
+            journal_ui(folder, relabel_journal, run, undo_in_cell or undo_in_losses)

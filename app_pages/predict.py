@@ -110,9 +110,10 @@ def result_ui(predictor, model_key: str, result: dict, opacity: float, colormap:
         if explained != labels[0]:
             _, heatmap = explain_bytes(predictor, model_key, result["data"], predictor.class_names.index(explained))
         photo = display_image(result["data"])
-        left.image(photo, caption="uploaded", width="stretch")
+        # PNG: Streamlit would send an array as JPEG, smearing a small image's enlarged pixels.
+        left.image(photo, caption="uploaded", width="stretch", output_format="PNG")
         middle.image(overlay_heatmap(photo, heatmap, opacity=opacity, colormap=colormap),
-                     caption=f"where the model looked for '{explained}'", width="stretch")
+                     caption=f"where the model looked for '{explained}'", width="stretch", output_format="PNG")
         right.altair_chart(top_k_chart(result["top_k"]), width="stretch")
 
 

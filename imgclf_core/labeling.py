@@ -14,11 +14,13 @@ from imgclf_core.images import IMAGE_EXTENSIONS
 INBOX_FOLDER = "_inbox"
 
 ORDERS = {
-    "name": "file name",
     "uncertain": "least sure first (lowest top-1 probability: active learning)",
     "margin": "closest call first (smallest gap between the top two)",
     "confident": "most sure first (for bulk acceptance)",
+    "name": "file name",
 }
+# With a model, the images it is least sure about come first: labelling those teaches it the most.
+DEFAULT_ORDER = "uncertain"
 
 
 def default_inbox(dataset_dir: str | os.PathLike) -> Path:
@@ -61,6 +63,15 @@ def suggest_classes(predictor, paths: Sequence[str | os.PathLike], batch_size: i
         if batch is not None:
             probabilities[[start + position for position in readable]] = predictor.predict_arrays(batch)
     return probabilities
+
+
+def top_suggestion(probabilities: np.ndarray, class_names: Sequence[str]) -> tuple[str, float] | None:
+    """(class, confidence) the model suggests for one image, or None for an image it could not read (NaN)."""
+    row = np.asarray(probabilities, dtype=np.float64)
+    if row.size == 0 or np.isnan(row).any():
+        return None
+    best = int(np.argmax(row))
+    return class_names[best], float(row[best])
 
 
 def inbox_order(probabilities: np.ndarray | None, order: str) -> list[int]:

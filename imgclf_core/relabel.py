@@ -7,10 +7,17 @@ least one name. Opening the journal finishes what a crash interrupted: an operat
 already reached its target is completed, one whose file never left is rolled back.
 
 Journal lines (one JSON object each):
-  {"op": "move", "id", "source", "target", "reason": "relabel"|"label"|"undo"|"redo", "of": id|null, "time"}
+  {"op": "move", "id", "source", "target", "reason": "relabel"|"label"|"undo"|"redo", "of": id|null, "time",
+   "origin": "mistakes"|"audit"|"label"|...}
   {"op": "done", "id"}   {"op": "abort", "id"}   {"op": "keep", "path", "time"}
 Paths are relative to the dataset root, with "/" separators; the source of a "label" move from an
 inbox outside the dataset is an absolute path (where undo puts the image back).
+
+`origin` names where a move was made (the page), so that each page's Undo and Redo walk only its own
+moves. It is absent from journals written before it existed (and from moves made without one): such
+a "label" move belongs to the Label page (the only one that labels), any other is shared by every
+origin. Undoing or redoing a move whose image was moved again since (from another page) is refused
+with one line that says where the image is now: the later move must be undone first.
 """
 
 from __future__ import annotations
@@ -50,6 +57,19 @@ class Move:
     reason: str  # "relabel", "label", "undo" or "redo"
     of: int | None = None  # the relabel move an undo or redo acts on
     time: str = ""
+    origin: str | None = None  # where the move was made ("mistakes", "audit", "label"); None: older journal
+
+
+def describe_move(move: Move, verb: str = "move") -> str:
+    """The move in words: "move 3.png from cat to dog" ("(as 3-2.png)" when the name had to change)."""
+    source, target = PurePosixPath(move.source), PurePosixPath(move.target)
+    renamed = f" (as {target.name})" if target.name != source.name else ""
+    return f"{verb} {source.name} from {_folder_words(source)} to {_folder_words(target)}{renamed}"
+
+
+def _folder_words(path: PurePosixPath) -> str:
+    parent = path.parent
+    return parent.name if parent.is_absolute() else str(parent)  # an inbox outside the dataset: its folder name
 
 
 @dataclass
@@ -80,8 +100,8 @@ class RelabelJournal:
 
     # ------------------------------------------------------------ public
 
-    def move(self, relative_path: str, target_class: str) -> Move:
-        """Move one image to another class folder (or _quarantine); returns the move made."""
+    def move(self, relative_path: str, target_class: str, origin: str | None = None) -> Move:
+        """Move one image to another class folder (or _quarantine), made at `origin` (a page); returns the move."""
         source = self._checked_relative(relative_path)
         # In the split layout (train/<class>/...) an image moves to the other class of its own split.
         container = PurePosixPath(detect_layout(self.root).container_of(source))
@@ -94,9 +114,9 @@ class RelabelJournal:
         with self._locked():
             replay = self._replay()
             target = self._free_name(folder, PurePosixPath(source).name)
-            return self._apply(replay, source, target, "relabel", None)
+            return self._apply(replay, source, target, "relabel", None, origin)
 
-    def label(self, inbox_file: str | os.PathLike, target_class: str) -> Move:
+    def label(self, inbox_file: str | os.PathLike, target_class: str, origin: str | None = "label") -> Move:
         """File an unlabelled image (from an inbox folder, inside the dataset or beside it) into a class folder.
 
         Undo puts it back where it was. The image keeps its name unless that name is taken there.
@@ -111,7 +131,7 @@ class RelabelJournal:
         with self._locked():
             replay = self._replay()
             target = self._free_name(folder, source_path.name)
-            return self._apply(replay, source, target, "label", None)
+            return self._apply(replay, source, target, "label", None, origin)
 
     def keep(self, relative_path: str) -> None:
         """Mark an image as correctly labelled as it is (no file changes)."""
@@ -121,41 +141,66 @@ class RelabelJournal:
         with self._locked():
             self._append({"op": "keep", "path": path, "time": now_iso()})
 
-    def undo(self, count: int = 1) -> list[Move]:
-        """Put back the last `count` relabel moves (newest first); returns the undo moves made."""
-        return self._walk(count, "undo")
+    def undo(self, count: int = 1, origin: str | None = None) -> list[Move]:
+        """Put back the last `count` moves made at `origin` (None: anywhere), newest first; returns the undo moves.
 
-    def redo(self, count: int = 1) -> list[Move]:
-        """Make again the last `count` undone relabel moves; returns the moves made."""
-        return self._walk(count, "redo")
+        Raises RelabelError when there is nothing to undo, or when the image was moved again since
+        (after undoing the moves before it, if `count` > 1).
+        """
+        return self._walk(count, "undo", origin)
 
-    def _walk(self, count: int, direction: str) -> list[Move]:
-        made = []
+    def redo(self, count: int = 1, origin: str | None = None) -> list[Move]:
+        """Make again the last `count` undone moves of `origin` (None: anywhere); returns the moves made."""
+        return self._walk(count, "redo", origin)
+
+    def undoable(self, origin: str | None = None) -> list[Move]:
+        """The moves that `undo(n, origin)` would put back, in that order (newest first)."""
+        replay = self._replay()
+        return [replay.moves[move_id] for move_id in reversed(replay.undo_stack)
+                if _belongs(replay.moves[move_id], origin)]
+
+    def redoable(self, origin: str | None = None) -> list[Move]:
+        """The undone moves that `redo(n, origin)` would make again, in that order (last undone first)."""
+        replay = self._replay()
+        return [replay.moves[move_id] for move_id in reversed(replay.redo_stack)
+                if _belongs(replay.moves[move_id], origin)]
+
+    def _walk(self, count: int, direction: str, origin: str | None) -> list[Move]:
+        made: list[Move] = []
         with self._locked():
             for _ in range(count):
                 replay = self._replay()
                 stack = replay.undo_stack if direction == "undo" else replay.redo_stack
-                if not stack:
+                mine = [move_id for move_id in stack if _belongs(replay.moves[move_id], origin)]
+                if not mine:
                     break
-                original = replay.moves[stack[-1]]
+                original = replay.moves[mine[-1]]
                 source, target = (original.target, original.source) if direction == "undo" else (original.source, original.target)
-                made.append(self._apply(replay, source, target, direction, original.id))
+                try:
+                    _check_image_still_at(replay, original, source, direction)
+                    made.append(self._apply(replay, source, target, direction, original.id, origin))
+                except RelabelError as error:
+                    if not made:
+                        raise
+                    done = "undid" if direction == "undo" else "redid"
+                    raise RelabelError(f"{done} {len(made)} move(s), then stopped: {error}") from error
         if count and not made:
-            raise RelabelError(f"nothing to {direction}")
+            raise RelabelError(f"nothing to {direction}" + (f" on the {origin} page" if origin else ""))
         return made
 
-    def relabel_moves(self) -> list[tuple[Move, bool]]:
-        """Every relabel move with whether it is currently undone, newest first."""
+    def relabel_moves(self, origin: str | None = None) -> list[tuple[Move, bool]]:
+        """Every relabel or label move (made at `origin`; None: anywhere) with whether it is undone, newest first."""
         replay = self._replay()
         undone = set(replay.redo_stack)
-        moves = [replay.moves[move_id] for move_id in replay.done if replay.moves[move_id].reason in FORWARD_REASONS]
+        moves = [replay.moves[move_id] for move_id in replay.done
+                 if replay.moves[move_id].reason in FORWARD_REASONS and _belongs(replay.moves[move_id], origin)]
         return [(move, move.id in undone) for move in reversed(moves)]
 
-    def can_undo(self) -> bool:
-        return bool(self._replay().undo_stack)
+    def can_undo(self, origin: str | None = None) -> bool:
+        return bool(self.undoable(origin))
 
-    def can_redo(self) -> bool:
-        return bool(self._replay().redo_stack)
+    def can_redo(self, origin: str | None = None) -> bool:
+        return bool(self.redoable(origin))
 
     def kept_paths(self) -> set[str]:
         """Images marked "correct as is" (by their path when marked)."""
@@ -182,15 +227,17 @@ class RelabelJournal:
 
     # ------------------------------------------------------------ applying a move
 
-    def _apply(self, replay: _Replay, source: str, target: str, reason: str, of: int | None) -> Move:
+    def _apply(self, replay: _Replay, source: str, target: str, reason: str, of: int | None,
+               origin: str | None) -> Move:
         source_path, target_path = self.root / source, self.root / target
         if not source_path.is_file():
             raise RelabelError(f"cannot {reason}: {source} is no longer there")
         if target_path.exists():
             raise RelabelError(f"cannot {reason}: {target} already exists (nothing is ever overwritten)")
-        move = Move(replay.next_id, source, target, reason, of, now_iso())
-        self._append({"op": "move", "id": move.id, "source": source, "target": target,
-                      "reason": reason, "of": of, "time": move.time})
+        move = Move(replay.next_id, source, target, reason, of, now_iso(), origin)
+        line = {"op": "move", "id": move.id, "source": source, "target": target, "reason": reason, "of": of,
+                "time": move.time}
+        self._append(line if origin is None else {**line, "origin": origin})
         try:
             _move_file(source_path, target_path)
         except OSError as error:
@@ -235,8 +282,11 @@ class RelabelJournal:
         for entry in self._entries():
             operation = entry.get("op")
             if operation == "move":
-                move = Move(int(entry["id"]), entry["source"], entry["target"], entry.get("reason", "relabel"),
-                            entry.get("of"), entry.get("time", ""))
+                reason = entry.get("reason", "relabel")
+                # Older journals have no origin: a label move can only have come from the Label page.
+                origin = entry.get("origin") or ("label" if reason == "label" else None)
+                move = Move(int(entry["id"]), entry["source"], entry["target"], reason,
+                            entry.get("of"), entry.get("time", ""), origin)
                 replay.moves[move.id] = move
                 replay.pending.append(move.id)
                 replay.next_id = max(replay.next_id, move.id + 1)
@@ -310,10 +360,36 @@ def _checked_class_name(name: str) -> str:
     return text
 
 
+def _belongs(move: Move, origin: str | None) -> bool:
+    """Whether `origin`'s undo and redo may walk this move: its own, or one of no known origin (older journals)."""
+    return origin is None or move.origin is None or move.origin == origin
+
+
+def _check_image_still_at(replay: _Replay, original: Move, expected: str, direction: str) -> None:
+    """Refuse to undo or redo `original` when its image left `expected` after it was last moved by it.
+
+    The image is followed through every completed move since `original` (or its last undo or redo):
+    a move made elsewhere in between (another page) must be undone first; the file itself is never touched.
+    """
+    last = max(position for position, move_id in enumerate(replay.done)
+               if move_id == original.id or replay.moves[move_id].of == original.id)
+    location, by = expected, None
+    for move_id in replay.done[last + 1:]:
+        move = replay.moves[move_id]
+        if move.source == location:
+            location, by = move.target, move
+    if by is not None and location != expected:
+        where = f" from the {by.origin} page" if by.origin else ""
+        raise RelabelError(f"cannot {direction} \"{describe_move(original)}\": the image was moved again since{where} "
+                           f"and is now at {location}; undo that move first")
+
+
 def _update_stacks(replay: _Replay, move: Move) -> None:
     if move.reason in FORWARD_REASONS:
         replay.undo_stack.append(move.id)
-        replay.redo_stack.clear()
+        # A new move forgets what its own origin could redo (a move of no known origin: everything).
+        replay.redo_stack[:] = [move_id for move_id in replay.redo_stack
+                                if move.origin is not None and replay.moves[move_id].origin not in (None, move.origin)]
     elif move.reason == "undo" and move.of in replay.undo_stack:
         replay.undo_stack.remove(move.of)
         replay.redo_stack.append(move.of)

@@ -198,7 +198,7 @@ def test_journey_choose_a_folder_train_reload_stop_resume_then_relabel_mistakes_
         page.get_by_text("Moved ").first.wait_for(timeout=60_000)
         assert len(list((data / "_quarantine").glob("*.png"))) == 1
         wait_until_idle(page)
-        page.get_by_role("button", name="Undo last move").click()
+        page.get_by_role("button", name="Undo: move ").click()
         page.get_by_text("Undid ").first.wait_for(timeout=60_000)
         assert sorted(str(path.relative_to(data)) for path in data.rglob("*.png")) == files_before
         wait_until_idle(page)

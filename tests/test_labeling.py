@@ -9,7 +9,9 @@ import pytest
 from helpers import SHAPES, png_bytes, shapes_tree, write
 from test_pages import metrics, open_page
 
-from imgclf_core.labeling import default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes
+from imgclf_core.labeling import (
+    DEFAULT_ORDER, ORDERS, default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes, top_suggestion,
+)
 from imgclf_core.relabel import QUARANTINE, RelabelJournal
 
 
@@ -51,6 +53,13 @@ def test_inbox_orders_by_uncertainty_margin_and_confidence():
     assert inbox_order(None, "uncertain") == []
     with pytest.raises(ValueError, match="unknown order"):
         inbox_order(probabilities, "random")
+
+
+def test_least_sure_first_is_the_default_order_and_the_top_suggestion_reads_one_row():
+    assert DEFAULT_ORDER == "uncertain" and list(ORDERS)[0] == DEFAULT_ORDER  # the Label page's first choice
+    names = ["cat", "dog", "fox"]
+    assert top_suggestion(np.array([0.2, 0.7, 0.1]), names) == ("dog", pytest.approx(0.7))
+    assert top_suggestion(np.array([np.nan] * 3), names) is None
 
 
 @pytest.mark.slow

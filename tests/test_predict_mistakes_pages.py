@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import SHAPES, copy_run_with_its_data, png_bytes, shapes_tree, train_tiny_shapes_run
+from PIL import Image
 from test_pages import metrics, open_page
 
 from imgclf_core import runs
-from imgclf_core.relabel import RelabelJournal
+from imgclf_core.relabel import QUARANTINE, RelabelJournal, describe_move
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +35,40 @@ def trained(trained_template, tmp_path) -> tuple[Path, Path]:
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes()
             for path in sorted(root.rglob("*")) if path.is_file() and ".imgclf" not in path.parts}
+
+
+def media_files(monkeypatch) -> dict[str, bytes]:
+    """Every file the page hands to Streamlit's media storage (images), by file id: the pixels it draws."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stored: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        stored[file_id] = path_or_data if isinstance(path_or_data, bytes) else Path(path_or_data).read_bytes()
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    return stored
+
+
+def drawn_pixels(stored: dict[str, bytes], image) -> np.ndarray:
+    file_id = image.value[0].rsplit("/", 1)[-1].split(".")[0]
+    return np.asarray(Image.open(io.BytesIO(stored[file_id])))
+
+
+def page_order(app) -> list[str]:
+    """Subheaders, messages, buttons and image captions in the order the page draws them."""
+    order = []
+    for node in app.main:
+        if node.type in ("subheader", "success", "error"):
+            order.append(f"{node.type}: {node.value}")
+        elif node.type == "button":
+            order.append(f"button:{node.key}")
+        elif node.type == "image":
+            order.append(f"image: {node.captions[0] if node.captions else ''}")
+    return order
 
 
 # ---------------------------------------------------------------- predict page
@@ -153,6 +191,78 @@ def test_mistakes_page_shows_the_matrix_and_a_cell_gallery_and_relabel_undo_rest
     assert RelabelJournal(data).can_redo()
 
 
+def test_mistakes_gallery_draws_each_image_crisp_beside_its_gradcam_and_top_losses_by_loss(trained, monkeypatch):
+    from imgclf_core.mistakes import read_run_predictions, top_losses
+
+    run_dir, data = trained
+    stored = media_files(monkeypatch)
+    app = open_page("app_pages/mistakes.py", data)
+    gallery = [image for image in app.get("image")
+               if image.captions and (" → " in image.captions[0] or image.captions[0].startswith("Grad-CAM for "))]
+    kinds = ["gradcam" if image.captions[0].startswith("Grad-CAM for ") else "plain" for image in gallery]
+    assert gallery and kinds == ["plain", "gradcam"] * (len(gallery) // 2)  # the plain image, then its Grad-CAM
+    for image in gallery:
+        pixels = drawn_pixels(stored, image)
+        assert pixels.shape[:2] == (224, 224)  # the 16 px images, enlarged by 14 whole pixels
+        if not image.captions[0].startswith("Grad-CAM"):
+            blocks = pixels[::14, ::14]
+            assert np.array_equal(np.repeat(np.repeat(blocks, 14, axis=0), 14, axis=1), pixels)  # crisp, not blurred
+
+    losses = [image.captions[0] for image in app.get("image") if image.captions and image.captions[0].startswith("loss ")]
+    expected = top_losses(read_run_predictions(run_dir), 12)
+    assert losses == [f"loss {row['loss']:.2f} · {row['true']} → {row['predicted']} · {row['probability']:.0%}"
+                      for row in expected]
+    values = [float(re.match(r"loss (\S+) ", caption).group(1)) for caption in losses]
+    assert values == sorted(values, reverse=True)
+
+
+def test_mistakes_undo_sits_under_the_message_under_the_moved_image_and_walks_only_this_pages_moves(trained):
+    from imgclf_core.mistakes import read_run_predictions
+
+    run_dir, data = trained
+    journal = RelabelJournal(data)
+    audit_move = journal.move(sorted((data / "cross").glob("*.png"))[-1].relative_to(data).as_posix(), QUARANTINE,
+                              origin="audit")  # made on the Audit page: not this page's to undo
+    app = open_page("app_pages/mistakes.py", data)
+    undo = app.button(key="mistakes_undo")
+    assert undo.disabled and undo.label == "Undo"
+    menus = [box for box in app.selectbox if box.key and box.key.startswith("losses:")]
+    assert len(menus) > 1, "the top-losses gallery shows a relabel menu per image"
+    moved_path = menus[-1].key.split(":", 1)[1]  # the last one: far below the top of the gallery
+    row = next(row for row in read_run_predictions(run_dir) if row["path"] == moved_path)
+    source_class = moved_path.split("/")[0]
+    target = next(shape for shape in SHAPES if shape != source_class)
+    menus[-1].set_value(f"move to {target}").run()
+    assert not app.exception, app.exception
+
+    move = journal.undoable("mistakes")[0]
+    assert move.source == moved_path and move.origin == "mistakes"
+    order = page_order(app)
+    message = f"success: {describe_move(move, 'Moved')}."
+    assert order.count(message) == 1
+    at = order.index(message)
+    item = f"image: loss {row['loss']:.2f} · {row['true']} → {row['predicted']} · {row['probability']:.0%}"
+    assert order[at - 2:at] == [item, f"image: Grad-CAM for {row['predicted']}"]  # under the image it moved
+    assert order[at + 1:at + 3] == ["button:mistakes_undo", "button:mistakes_redo"]  # Undo right under the message
+    assert order.index("subheader: Top losses") < at < order.index("subheader: Average Grad-CAM of a class")
+    assert app.button(key="mistakes_undo").label == f"Undo: {describe_move(move)}"
+    assert app.button(key="mistakes_undo").label.startswith(f"Undo: move {Path(moved_path).name} from {source_class} to {target}")
+    assert any(caption.value == "Undo and Redo are above, under the last message." for caption in app.caption)
+
+    app.button(key="mistakes_undo").click().run()
+    assert not app.exception, app.exception
+    assert (data / moved_path).exists() and (data / audit_move.target).exists()  # the audit move stays
+    order = page_order(app)
+    at = order.index(f"success: Undid {describe_move(move)}.")
+    assert order[at - 2:at] == [item, f"image: Grad-CAM for {row['predicted']}"]
+    assert order[at + 1:at + 3] == ["button:mistakes_undo", "button:mistakes_redo"]
+    assert app.button(key="mistakes_redo").label == f"Redo: {describe_move(move)}"
+    assert app.button(key="mistakes_undo").disabled
+    app.run()  # the message was shown once: Undo and Redo are back in the journal section, at the bottom
+    order = page_order(app)
+    assert order.index("subheader: Relabel journal") < order.index("button:mistakes_redo")
+
+
 def test_mistakes_page_retrains_and_then_shows_the_matrix_difference(trained):
     run_dir, data = trained
     app = open_page("app_pages/mistakes.py", data)
@@ -165,6 +275,11 @@ def test_mistakes_page_retrains_and_then_shows_the_matrix_difference(trained):
     assert not app.exception, app.exception
     assert any(header.value.startswith(f"Compared with {run_dir.name}") for header in app.subheader)
     assert "Validation accuracy" in metrics(app)
+    from imgclf_app.views import accuracy_text
+
+    compared = next(metric for metric in app.metric if metric.delta)
+    assert compared.value == accuracy_text(runs.read_evaluation(new_runs[0], "validation")["accuracy"])
+    assert re.fullmatch(r"[+-]\d+\.\d%", compared.delta)  # the change, at the same 1-decimal precision
 
 
 def test_mistakes_page_without_a_finished_run_says_what_to_do(tmp_path):
@@ -203,3 +318,33 @@ def test_label_page_accepts_the_models_suggestion_orders_the_inbox_and_bulk_acce
     assert not app.exception, app.exception
     assert list((data / "_inbox").iterdir()) == []
     assert sorted(path.name for path in data.glob("*/unknown-*")) == [f"unknown-{shape}.png" for shape in sorted(SHAPES)]
+
+
+def test_label_page_with_a_model_shows_the_least_sure_image_first_and_suggestions_in_the_grid(trained):
+    from helpers import write
+
+    from imgclf_core.labeling import inbox_images, inbox_order, suggest_classes
+    from imgclf_core.predict import Predictor
+
+    run_dir, data = trained
+    for shape in SHAPES:
+        for number in range(2):
+            write(data, f"_inbox/unknown-{shape}-{number}.png",
+                  sorted((data / shape).glob("*.png"))[number].read_bytes())
+    files = inbox_images(data / "_inbox")
+    suggestions = suggest_classes(Predictor.from_run(run_dir), files)
+    ranked = inbox_order(suggestions, "uncertain")
+
+    app = open_page("app_pages/label.py", data)
+    assert app.selectbox(key="label_order").value == "uncertain"  # least sure first, without asking
+    shown = [image.captions[0] for image in app.get("image") if image.captions and image.captions[0].startswith("unknown-")]
+    assert shown == [files[ranked[0]].name]
+
+    app.radio(key="label_mode").set_value("Grid").run()
+    assert not app.exception, app.exception
+    captions = [image.captions[0] for image in app.get("image") if image.captions and image.captions[0].startswith("suggests ")]
+    names = Predictor.from_run(run_dir).class_names
+    assert captions == [f"suggests {names[int(np.argmax(suggestions[row]))]} {float(np.max(suggestions[row])):.0%}"
+                        for row in ranked]
+    checkboxes = [box.label for box in app.checkbox if box.key and box.key.startswith("label_pick:")]
+    assert checkboxes == [files[row].name for row in ranked]

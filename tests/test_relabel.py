@@ -197,3 +197,131 @@ def test_current_paths_follow_chains_of_moves_and_undos(dataset):
     journal.undo()  # cat/1.png is back
     assert journal.current_paths(["cat/0.png", "cat/1.png", "cat/2.png", "dog/0.png"]) == [
         f"{QUARANTINE}/0-2.png", "cat/1.png", "cat/2.png", "dog/0.png"]
+
+
+# ---------------------------------------------------------------- undo and redo per page (origin)
+
+
+def test_each_origin_undoes_and_redoes_only_its_own_moves(dataset):
+    before = snapshot(dataset)
+    journal = RelabelJournal(dataset)
+    journal.move("cat/0.png", "dog", origin="audit")
+    journal.move("cat/1.png", "dog", origin="mistakes")
+    journal.move("cat/2.png", QUARANTINE, origin="audit")
+    assert [move.source for move in journal.undoable("audit")] == ["cat/2.png", "cat/0.png"]
+    assert [move.source for move in journal.undoable("mistakes")] == ["cat/1.png"]
+    assert [move.origin for move, _ in journal.relabel_moves("mistakes")] == ["mistakes"]
+    assert journal_lines(dataset)[0]["origin"] == "audit"  # written on the move line
+
+    undone = journal.undo(1, origin="mistakes")  # the Mistakes page's last move, not the newest one (audit's)
+    assert [move.of for move in undone] == [2] and (dataset / "cat/1.png").exists()
+    assert (dataset / f"{QUARANTINE}/2.png").exists()
+    assert not journal.can_undo("mistakes") and journal.can_redo("mistakes") and not journal.can_redo("audit")
+    with pytest.raises(RelabelError, match="nothing to redo on the audit page"):
+        journal.redo(origin="audit")
+
+    journal.move("dog/1.png", "cat", origin="audit")  # a new audit move keeps what Mistakes can redo
+    assert [move.source for move in journal.redoable("mistakes")] == ["cat/1.png"]
+    journal.redo(origin="mistakes")
+    assert (dataset / "dog/1-2.png").read_bytes() == before["cat/1.png"]
+    journal.move("dog/2.png", QUARANTINE, origin="mistakes")  # a new Mistakes move forgets Mistakes' redo only
+    journal.undo(3, origin="audit")
+    assert [move.source for move in journal.redoable("audit")] == ["cat/0.png", "cat/2.png", "dog/1.png"]
+    journal.undo(5, origin="mistakes")
+    assert snapshot(dataset) == before
+    with pytest.raises(RelabelError, match="nothing to undo on the mistakes page"):
+        journal.undo(origin="mistakes")
+    journal.move("dog/0.png", "cat", origin="mistakes")  # a new Mistakes move forgets what Mistakes could redo
+    assert not journal.can_redo("mistakes") and len(journal.redoable("audit")) == 3
+
+
+def test_undoing_a_move_whose_image_another_page_moved_since_is_refused_in_one_line(dataset):
+    before = snapshot(dataset)
+    journal = RelabelJournal(dataset)
+    journal.move("cat/0.png", "dog", origin="audit")  # -> dog/0-2.png
+    journal.move("dog/0-2.png", QUARANTINE, origin="mistakes")  # the same image, from another page
+    with pytest.raises(RelabelError) as refused:
+        journal.undo(origin="audit")
+    message = str(refused.value)
+    assert "\n" not in message and "move 0.png from cat to dog" in message
+    assert "mistakes page" in message and f"now at {QUARANTINE}/0-2.png" in message
+    assert (dataset / f"{QUARANTINE}/0-2.png").read_bytes() == before["cat/0.png"]  # untouched, nothing lost
+
+    journal.undo(origin="mistakes")  # the image is back where the audit move put it: now it can be undone
+    journal.undo(origin="audit")
+    assert snapshot(dataset) == before
+
+    journal.redo(origin="audit")  # cat/0.png -> dog/0-2.png again
+    journal.undo(origin="audit")
+    journal.move("cat/0.png", "dog", origin="mistakes")  # Mistakes files the image the audit undo put back
+    with pytest.raises(RelabelError, match="cannot redo .*moved again since from the mistakes page"):
+        journal.redo(origin="audit")
+    assert len(snapshot(dataset)) == len(before)
+
+
+def test_a_different_image_that_took_the_old_name_is_never_moved_by_an_undo(dataset):
+    journal = RelabelJournal(dataset)
+    journal.move("cat/0.png", "dog", origin="audit")  # -> dog/0-2.png
+    journal.move("dog/0-2.png", "cat", origin="mistakes")  # -> cat/0-2.png (cat/0.png is free but the name stays)
+    write(dataset, "dog/0-2.png", png_bytes(77))  # a new file under the name the audit move had made
+    with pytest.raises(RelabelError, match="moved again since"):
+        journal.undo(origin="audit")
+    assert (dataset / "dog/0-2.png").read_bytes() == png_bytes(77)
+
+
+def test_undo_of_several_moves_stops_at_a_refusal_and_says_what_it_did(dataset):
+    journal = RelabelJournal(dataset)
+    journal.move("cat/0.png", "dog", origin="audit")
+    journal.move("dog/0-2.png", QUARANTINE, origin="mistakes")
+    journal.move("cat/1.png", "dog", origin="audit")
+    with pytest.raises(RelabelError, match=r"^undid 1 move\(s\), then stopped: cannot undo"):
+        journal.undo(2, origin="audit")
+    assert (dataset / "cat/1.png").exists()
+
+
+def test_an_older_journal_without_origins_still_reads_and_its_moves_are_shared(dataset):
+    inbox = dataset.parent / "inbox"
+    write(inbox, "new.png", png_bytes(50))
+    (dataset / "cat/0.png").rename(dataset / "dog/0-2.png")
+    (inbox / "new.png").rename(dataset / "dog/new.png")
+    (dataset / "cat/1.png").rename(dataset / "dog/1-2.png")
+    old_lines = [  # written before moves had an origin: no "origin" key
+        {"op": "move", "id": 1, "source": "cat/0.png", "target": "dog/0-2.png", "reason": "relabel", "of": None,
+         "time": "2025-01-01T00:00:00"},
+        {"op": "done", "id": 1},
+        {"op": "move", "id": 2, "source": str(inbox / "new.png"), "target": "dog/new.png", "reason": "label",
+         "of": None, "time": "2025-01-01T00:00:01"},
+        {"op": "done", "id": 2},
+        {"op": "move", "id": 3, "source": "cat/1.png", "target": "dog/1-2.png", "reason": "relabel", "of": None,
+         "time": "2025-01-01T00:00:02"},
+        {"op": "done", "id": 3},
+        {"op": "move", "id": 4, "source": "dog/1-2.png", "target": "cat/1.png", "reason": "undo", "of": 3,
+         "time": "2025-01-01T00:00:03"},
+        {"op": "done", "id": 4},
+    ]
+    write(dataset, f"{JOURNAL_FOLDER}/{JOURNAL_NAME}", "".join(json.dumps(line) + "\n" for line in old_lines).encode())
+    (dataset / "dog/1-2.png").rename(dataset / "cat/1.png")
+    journal = RelabelJournal(dataset)
+    assert [(move.id, move.origin, undone) for move, undone in journal.relabel_moves()] == [
+        (3, None, True), (2, "label", False), (1, None, False)]
+    assert [move.id for move in journal.undoable("label")] == [2, 1]  # a label move is the Label page's
+    assert [move.id for move in journal.undoable("audit")] == [1]  # a relabel move of unknown page: every page's
+    assert [move.id for move in journal.redoable("mistakes")] == [3]
+    journal.undo(origin="label")
+    assert (inbox / "new.png").read_bytes() == png_bytes(50)
+    journal.undo(origin="mistakes")
+    assert (dataset / "cat/0.png").exists()
+    journal.move("cat/2.png", "dog", origin="audit")  # a new move forgets the redo of unknown-origin moves
+    assert [move.id for move in journal.redoable("mistakes")] == []
+    assert journal.current_path("cat/0.png") == "cat/0.png"
+
+
+def test_describe_move_names_the_file_and_both_folders(dataset):
+    journal = RelabelJournal(dataset)
+    from imgclf_core.relabel import describe_move
+
+    assert describe_move(journal.move("cat/0.png", "dog")) == "move 0.png from cat to dog (as 0-2.png)"
+    assert describe_move(journal.move("cat/1.png", QUARANTINE)) == f"move 1.png from cat to {QUARANTINE}"
+    inbox = dataset.parent / "inbox"
+    write(inbox, "new.png", png_bytes(50))
+    assert describe_move(journal.label(inbox / "new.png", "dog")) == "move new.png from inbox to dog"
