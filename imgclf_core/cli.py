@@ -172,11 +172,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     state = train_run(run_dir, epoch_listener=print_epoch_line)
     status = runs.read_status(run_dir)
-    print(f"{run_dir}: {state}: {status.get('message', '')}")
-    for split in ("validation", "test"):
+    message = status.get("message", "")
+    print(f"{run_dir}: {state}" + (f": {message}" if message and message != state else ""))
+    for split in ("validation", "test"):  # as the pages show it: the saved model's accuracy, 1 decimal
         evaluation = runs.read_evaluation(run_dir, split)
         if evaluation is not None:
-            print(f"  {split} accuracy {evaluation['accuracy']:.4f} on {sum(map(sum, evaluation['confusion_matrix']))}"
+            print(f"  {split} accuracy {evaluation['accuracy']:.1%} on {sum(map(sum, evaluation['confusion_matrix']))}"
                   f" images")
     return EXIT_OK if state in (runs.FINISHED, runs.STOPPED) else 1
 

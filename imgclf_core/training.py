@@ -422,7 +422,7 @@ class _Loop:
             for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
                 tf.summary.scalar(key, row[key], step=row["epoch"])
         self.summary_writer.flush()
-        self._write_status(runs.RUNNING, f"epoch {row['epoch']} done: val_accuracy {row['val_accuracy']:.4f}")
+        self._write_status(runs.RUNNING, f"epoch {row['epoch']} done: validation accuracy {row['val_accuracy']:.1%}")
 
     def _should_stop_early(self) -> bool:
         patience = self.config.training.early_stopping_patience
