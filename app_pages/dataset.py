@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from imgclf_app.charts import counts_chart
@@ -44,6 +43,8 @@ def distributions_ui(index: DatasetIndex) -> None:
 
 def splits_ui(index: DatasetIndex) -> None:
     """The dataset's own train/validation/test folders: counts per class and split, gaps, leakage."""
+    import pandas as pd  # here, not at the top: the page's title is drawn before pandas loads
+
     counts = index.split_counts
     st.subheader("Splits")
     st.caption("From the dataset's split folders. Training uses train, picks the best model on validation; "
@@ -60,6 +61,8 @@ def splits_ui(index: DatasetIndex) -> None:
 
 def leakage_ui(index: DatasetIndex) -> None:
     """Identical images found in two splits, with their paths: each one inflates the held-out figures."""
+    import pandas as pd
+
     groups = index.leakage_groups
     if not groups:
         st.caption("No image appears in more than one split.")
@@ -138,6 +141,8 @@ def inspect_dialog(index: DatasetIndex, record: ImageRecord) -> None:
 
 
 def skipped_ui(index: DatasetIndex) -> None:
+    import pandas as pd
+
     st.subheader(f"Skipped files ({len(index.skipped)})")
     if not index.skipped:
         st.caption("Every file in a class folder is a usable image.")

@@ -1,14 +1,17 @@
-"""Home: the current dataset and run at a glance. No TensorFlow here, so it opens fast."""
+"""Home: the current dataset and run at a glance. No TensorFlow here, so it opens fast.
+
+The sidebar and the title are drawn before anything slow (pandas, the scan, thumbnails): pandas is
+imported where a chart or table needs it, not at the top.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from imgclf_app.dataset_state import current_run_dir, scan_or_report, sidebar_ui, thumbnail_path
-from imgclf_app.views import dataset_summary_ui, held_out_accuracy
+from imgclf_app.views import accuracy_text, dataset_summary_ui
 from imgclf_core import runs
 from imgclf_core.dataset import DatasetIndex
 
@@ -16,6 +19,8 @@ THUMBNAILS_PER_CLASS = 4
 
 
 def class_counts_ui(index: DatasetIndex) -> None:
+    import pandas as pd
+
     st.subheader("Images per class")
     if index.split_counts:  # the dataset's own train/validation/test folders, stacked
         counts = pd.DataFrame([{"class": name, "split": split, "images": count}
@@ -43,6 +48,8 @@ def thumbnails_ui(index: DatasetIndex) -> None:
 
 def skipped_ui(index: DatasetIndex) -> None:
     if index.skipped:
+        import pandas as pd
+
         with st.expander(f"{len(index.skipped)} skipped file(s)"):
             st.dataframe(pd.DataFrame([vars(item) for item in index.skipped]), hide_index=True)
 
@@ -53,11 +60,13 @@ def run_glance_ui(folder: Path | None) -> None:
         st.page_link("app_pages/train.py", label="No run yet: train a model", icon=":material/monitoring:")
         return
     summary = runs.summarize_run(run_dir)
-    accuracy, test_accuracy = summary["best_val_accuracy"], held_out_accuracy(run_dir)
-    best = f", best validation accuracy {accuracy:.2%}" if accuracy is not None else ""
-    test = f", test accuracy {test_accuracy:.2%} (held out)" if test_accuracy is not None else ""
+    validation, test = summary["val_accuracy"], summary["test_accuracy"]
+    accuracies = "".join((
+        f", validation accuracy {accuracy_text(validation)}" if validation is not None else "",
+        f", test accuracy {accuracy_text(test)} (held out)" if test is not None else "",
+    ))
     st.page_link("app_pages/train.py", icon=":material/monitoring:",
-                 label=f"Run {summary['run']}: {summary['state']}, epoch {summary['epochs']}{best}{test}")
+                 label=f"Run {summary['run']}: {summary['state']}, epoch {summary['epochs']}{accuracies}")
 
 
 folder = sidebar_ui()

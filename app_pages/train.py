@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from imgclf_app.charts import curves_chart, curves_frame
@@ -34,15 +33,14 @@ def model_defaults(model_name: str, index: DatasetIndex, recommended: Recommenda
     return image_size, color_mode, TrainingConfig().epochs, TrainingConfig().fine_tune_epochs
 
 
-def model_choice_ui(index: DatasetIndex, recommended: Recommendation) -> str:
-    """The model picker, on the recommended model until the user picks another; each option names the
-    image size the form will start from for it (the same figure the size box then shows)."""
+def model_choice_ui(recommended: Recommendation) -> str:
+    """The model picker, on the recommended model until the user picks another. The options name no
+    image size: the size box beside it says the one size this run will use (from the data)."""
     names = list(MODEL_REGISTRY)
 
     def describe(name: str) -> str:
         kind = "pretrained" if MODEL_REGISTRY[name].pretrained else "from scratch"
-        size = model_defaults(name, index, recommended)[0]
-        return f"{name} ({kind}, {size} px{', recommended' if name == recommended.model else ''})"
+        return f"{name} ({kind}, recommended)" if name == recommended.model else f"{name} ({kind})"
 
     model_name = st.selectbox("Model", names, index=names.index(recommended.model), key="train_model",
                               format_func=describe)
@@ -64,7 +62,7 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     """The training widgets -> RunConfig (the same dataclasses the CLI builds)."""
     forget_other_dataset_choices(folder)
     recommended = recommend_settings(index)
-    model_name = model_choice_ui(index, recommended)
+    model_name = model_choice_ui(recommended)
     spec = MODEL_REGISTRY[model_name]
     image_size, color_mode, epochs, fine_tune_epochs = model_defaults(model_name, index, recommended)
     training, data = TrainingConfig(), DataConfig()
@@ -270,6 +268,8 @@ def runs_list_ui(run_dirs: list[Path], training: bool) -> None:
 
 
 def runs_table_ui(run_dirs: list[Path]) -> None:
+    import pandas as pd  # here, not at the top: the page's title is drawn before pandas loads
+
     table = pd.DataFrame([runs.summarize_run(run_dir) for run_dir in run_dirs])
     if table["test_accuracy"].isna().all():
         table = table.drop(columns="test_accuracy")  # no test split: no empty column
@@ -284,6 +284,8 @@ def runs_table_ui(run_dirs: list[Path]) -> None:
 
 
 def compare_ui(run_dirs: list[Path]) -> None:
+    import pandas as pd
+
     names = [run_dir.name for run_dir in run_dirs]
     chosen = st.multiselect("Compare runs", names, key="train_compare", placeholder="Pick two or more runs")
     if len(chosen) < 2:

@@ -1,11 +1,17 @@
-"""Altair chart builders for the pages: training curves, run comparison, confusion matrix, counts."""
+"""Altair chart builders for the pages: training curves, run comparison, confusion matrix, counts.
+
+altair and pandas (about half a second to import, more on a busy machine) are imported inside the
+builders, not at the top: the pages import this module before they draw their sidebar and title,
+and the first chart comes after both.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import altair as alt
-import pandas as pd
+if TYPE_CHECKING:
+    import altair as alt
+    import pandas as pd
 
 CURVE_METRICS = {"loss": "Loss", "accuracy": "Accuracy"}
 
@@ -16,6 +22,8 @@ def curves_frame(history: Sequence[dict[str, Any]], progress: Sequence[dict[str,
     Finished epochs give train and validation points at x = epoch; progress lines inside the
     epoch in progress give train points at x = epoch - 1 + step/steps, so curves move mid-epoch.
     """
+    import pandas as pd
+
     rows = []
     for row in history:
         for metric in CURVE_METRICS:
@@ -35,6 +43,8 @@ def curves_frame(history: Sequence[dict[str, Any]], progress: Sequence[dict[str,
 
 def curves_chart(frame: pd.DataFrame, metric: str, color: str = "split") -> alt.Chart:
     """A line per `color` value (split, or run when comparing) for one metric against epochs."""
+    import altair as alt
+
     data = frame[frame["metric"] == metric]
     return (
         alt.Chart(data, title=CURVE_METRICS[metric], height=260)
@@ -52,6 +62,9 @@ def curves_chart(frame: pd.DataFrame, metric: str, color: str = "split") -> alt.
 
 def confusion_matrix_chart(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> alt.Chart:
     """Heatmap with counts: rows are true classes, columns predicted."""
+    import altair as alt
+    import pandas as pd
+
     rows = [
         {"true": true_name, "predicted": predicted_name, "count": int(count)}
         for true_name, counts in zip(class_names, matrix)
@@ -77,6 +90,9 @@ def confusion_matrix_chart(matrix: Sequence[Sequence[int]], class_names: Sequenc
 
 def counts_chart(counts: Sequence[tuple[str, int]], label: str, height: int = 220) -> alt.Chart:
     """Horizontal bars of (name, count), in the given order."""
+    import altair as alt
+    import pandas as pd
+
     data = pd.DataFrame(counts, columns=[label, "images"])
     return (
         alt.Chart(data, height=max(height, 22 * len(data)))
@@ -91,6 +107,9 @@ def counts_chart(counts: Sequence[tuple[str, int]], label: str, height: int = 22
 
 def top_k_chart(pairs: Sequence[tuple[str, float]]) -> alt.Chart:
     """Horizontal bars of (label, probability), most probable on top."""
+    import altair as alt
+    import pandas as pd
+
     data = pd.DataFrame(pairs, columns=["label", "probability"])
     data["text"] = [f"{probability:.1%}" for probability in data["probability"]]
     base = alt.Chart(data, height=max(140, 40 * len(data))).encode(
@@ -107,6 +126,9 @@ def top_k_chart(pairs: Sequence[tuple[str, float]]) -> alt.Chart:
 
 def confusion_difference_chart(difference: Sequence[Sequence[int]], class_names: Sequence[str]) -> alt.Chart:
     """Heatmap of (after - before) counts: on the diagonal up is better, off it down is better."""
+    import altair as alt
+    import pandas as pd
+
     order = list(class_names)
     rows = []
     for true_index, counts in enumerate(difference):

@@ -15,6 +15,10 @@ from imgclf_core.fileio import unique_path, user_data_dir
 from imgclf_core.images import ImageDecodeError
 from imgclf_core.thumbnails import thumbnail_file
 
+# Every page imports this module, then draws this sidebar and its title before any slow work, so
+# importing it stays cheap: no pandas, altair or TensorFlow, and numpy and Pillow only once the
+# scan or a thumbnail decodes an image. tests/test_first_paint.py holds the line.
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATASET = PROJECT_ROOT / "sample_data" / "fashion_mnist"
 THUMBNAIL_SIZE = 96
@@ -48,27 +52,34 @@ def sidebar_ui() -> Path | None:
 
 
 def _dataset_dir_ui() -> Path | None:
-    """Dataset folder (typed, recent or uploaded); None, with a message, when unusable."""
+    """Dataset folder (typed, recent or uploaded); None, with a message, when unusable.
+
+    Reads top to bottom: the folder box, then recent folders, then "…or upload a .zip".
+    """
     # Each page has its own widget under the same key, and a new widget ignores the value an old
-    # one left there: the folder lives in "dataset_dir_saved" (kept by the callbacks) and is put
-    # back into the widget's key on every run.
+    # one left there: the folder lives in "dataset_dir_saved" (kept by the callbacks and the
+    # upload) and is put back into the widget's key on every run.
     st.session_state.setdefault(SAVED_DATASET_DIR, default_dataset_dir())
+    # The box is drawn first but made last: a .zip uploaded in this run must be unpacked (and
+    # become the folder) before the box's widget exists, since a widget's value cannot be
+    # changed once it is made in a run.
+    folder_box = st.sidebar.container()
     _recent_folders_ui()
     _zip_upload_ui()
     st.session_state["dataset_dir"] = st.session_state[SAVED_DATASET_DIR]
-    folder = st.sidebar.text_input(
+    folder = folder_box.text_input(
         "Dataset folder", key="dataset_dir", on_change=_save_typed_folder,
         help="A folder with one subfolder of images per class.",
     ).strip()
     path = Path(folder).expanduser()
     if not folder:
-        st.sidebar.error("Enter a dataset folder.")
+        folder_box.error("Enter a dataset folder.")
         return None
     if not path.exists():
-        st.sidebar.error(f"Folder not found: {path}")
+        folder_box.error(f"Folder not found: {path}")
         return None
     if not path.is_dir():
-        st.sidebar.error(f"Not a folder: {path}")
+        folder_box.error(f"Not a folder: {path}")
         return None
     if st.session_state.get("remembered_dir") != folder:
         settings.remember_dataset_folder(path)

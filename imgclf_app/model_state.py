@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import streamlit as st
 
 from imgclf_core import runs
+
+if TYPE_CHECKING:  # numpy comes with the model, not with the page's imports
+    import numpy as np
 
 IMAGENET = "imagenet"
 IMAGENET_LABEL = "Built-in ImageNet classifier (EfficientNet-Lite0, 1000 classes, offline)"

@@ -12,10 +12,14 @@ import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import TYPE_CHECKING, BinaryIO, Union
 
-import numpy as np
-from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+# numpy and Pillow are bound by _import_decoders() when the first image is read, not imported here:
+# every app page imports this module (through the scanner and the configs) before it draws its
+# title, and the two cost a few tenths of a second on a busy machine.
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 # Formats we decode (phone MPO files open through JPEG). Everything else is refused with a
 # reason, even when Pillow could read it.
@@ -42,6 +46,22 @@ TOO_MANY_PIXELS = "too many pixels"
 UNREADABLE = "unreadable"
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+_decoders_imported = False
+
+
+def _import_decoders() -> None:
+    """Bind numpy and Pillow as this module's globals (the helpers below use them); once, thread-safe.
+
+    Every public function that decodes calls it first; after the first call it is one flag check.
+    """
+    global np, Image, ImageOps, JpegImagePlugin, UnidentifiedImageError, _decoders_imported
+    if _decoders_imported:
+        return
+    import numpy as np
+    from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+
+    _decoders_imported = True  # last, so another thread never sees the flag before every name is bound
 
 
 class ImageDecodeError(ValueError):
@@ -136,6 +156,7 @@ def decode_image_with_info(
     twice the wanted size is decoded by libjpeg at 1/2, 1/4 or 1/8 scale (never below it), then
     resized as usual; False decodes at full size.
     """
+    _import_decoders()
     if color_mode not in COLOR_MODES:
         raise ValueError(f"color_mode must be one of {COLOR_MODES}, got {color_mode!r}")
     if size is not None and max_side is not None:
@@ -165,6 +186,7 @@ def inspect_image(
     reduced_jpeg_decode: bool = True,
 ) -> ImageInfo:
     """Check a file as a decode would (same errors, same ImageInfo), decoding a JPEG at 1/8 scale."""
+    _import_decoders()
     data = read_image_bytes(source, max_bytes)
     with _open_checked(data, max_pixels) as image:
         # libjpeg still reads the whole entropy-coded stream at 1/8 scale, so truncation and damage

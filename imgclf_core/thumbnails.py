@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from imgclf_core.fileio import atomic_write_bytes, user_cache_dir
 from imgclf_core.images import decode_image
+
+# numpy and Pillow are imported when a thumbnail is made, not here: the app's pages import this
+# module before they draw their title (see imgclf_core.images).
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_THUMBNAIL_SIZE = 128
 
@@ -27,6 +30,8 @@ def thumbnail_file(path: str | os.PathLike, sha256: str, size: int = DEFAULT_THU
     cached = thumbnail_cache_dir() / sha256[:2] / f"{sha256}-{size}.png"
     if cached.exists():
         return cached
+    from PIL import Image
+
     buffer = io.BytesIO()
     # A big photo is shrunk while decoding (reduced JPEG scale); a small one is enlarged by whole pixels.
     Image.fromarray(make_thumbnail(decode_image(path, max_side=size), size)).save(buffer, format="PNG")
@@ -36,6 +41,9 @@ def thumbnail_file(path: str | os.PathLike, sha256: str, size: int = DEFAULT_THU
 
 def make_thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     """Shrink to fit `size`; small images (28 px) are enlarged by whole pixels, never blurred."""
+    import numpy as np
+    from PIL import Image
+
     height, width = image.shape[:2]
     scale = size / max(height, width)
     if scale >= 2:

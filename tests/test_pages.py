@@ -184,7 +184,7 @@ def test_finished_runs_are_listed_compared_and_deleted(tmp_path):
     app = open_page("app_pages/train.py", data)
     listed = next(frame.value for frame in app.dataframe if "run" in frame.value.columns)
     assert sorted(listed["run"]) == sorted([first.name, second.name])
-    assert metrics(app)["Validation accuracy"] == "90.00%"
+    assert metrics(app)["Validation accuracy"] == "90.0%"
     app.multiselect(key="train_compare").set_value([first.name, second.name]).run()
     f1 = next(frame.value for frame in app.dataframe if first.name in frame.value.columns)
     assert list(f1.index) == ["cross", "ring", "square"]

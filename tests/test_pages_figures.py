@@ -1,5 +1,5 @@
 """A run's figures read the same wherever they are shown: one accuracy, one rounding, the epoch the bar is in,
-and the model picker's size is the size the form starts from (AppTest, real run folders)."""
+and no image size in the model picker beside the size box (AppTest, real run folders)."""
 
 from __future__ import annotations
 
@@ -51,13 +51,12 @@ def test_one_run_shows_one_accuracy_with_one_rounding_on_every_page(tmp_path):
     assert "validation accuracy 87.0%" in link and "test accuracy 81.0%" in link, link
 
 
-def test_the_model_picker_names_the_size_the_form_starts_from(tmp_path):
-    data = shapes_tree(tmp_path / "data", per_class=12, size=28)
+def test_the_model_picker_names_no_size_that_the_size_box_could_contradict(tmp_path):
+    data = shapes_tree(tmp_path / "data", per_class=120, size=28)
     app = open_page("app_pages/train.py", data)
-    for model_name in ("small_cnn", "efficientnet_lite0"):
-        app.selectbox(key="train_model").set_value(model_name).run()
-        size = app.number_input(key=f"train_size:{model_name}").value
-        assert f"{size} px" in app.selectbox(key="train_model").format_func(model_name)
+    model = app.selectbox(key="train_model")
+    assert model.value == "small_cnn" and app.number_input(key="train_size:small_cnn").value == 28
+    assert not any("px" in option for option in model.options)  # not "small_cnn (32 px)" beside a 28
 
 
 def test_the_epoch_figure_is_the_epoch_the_progress_bar_is_in(tmp_path):
