@@ -259,8 +259,9 @@ def run_config_from_args(args: argparse.Namespace):
     )
 
 
-# Commands that load a model: TensorFlow is imported up front, quietly (see tf_quiet).
-TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export", "audit")
+# Commands that load a model: TensorFlow is imported up front, quietly (see tf_quiet). The audit imports
+# it itself, quietly too, and only when some image is not embedded yet.
+TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -498,6 +499,21 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def audit_progress_bars():
+    """The audit's progress(phase, done, total) as one stderr bar per phase: embed, heads, duplicates, map."""
+    from imgclf_core.audit import AUDIT_PHASES
+
+    labels = dict(zip(AUDIT_PHASES, ("embed", "heads", "duplicates", "map")))
+    bars: dict[str, StderrProgressBar] = {}
+
+    def report(phase: str, done: int, total: int) -> None:
+        if phase not in bars:  # started when its phase starts, so its times are the phase's own
+            bars[phase] = StderrProgressBar(labels.get(phase, phase), min_total=0)
+        bars[phase](done, total)
+
+    return report
+
+
 def run_audit(args: argparse.Namespace) -> int:
     from imgclf_core.audit import audit_dataset
     from imgclf_core.dataset import scan_dataset
@@ -506,15 +522,17 @@ def run_audit(args: argparse.Namespace) -> int:
         raise BadInput("--folds must be at least 2 and --similarity in (0, 1]")
     index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
     report = audit_dataset(index, folds=args.folds, duplicate_similarity=args.similarity,
-                           progress=StderrProgressBar("embed", min_total=0))
+                           progress=audit_progress_bars())
     document = report.to_json_dict(path_prefix=args.data_dir)
     if args.json:
         json.dump(document, sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
         return EXIT_OK
-    print(f"{args.data_dir}: {len(document['suspects'])} labelled images audited; most likely label errors:")
+    print(f"{args.data_dir}: {len(document['suspects'])} labelled images audited; most likely label errors "
+          "(score: log10 of how much likelier the other class is than the label):")
     for item in document["suspects"][:args.top]:
-        print(f"  {item['score']:+.3f}  {item['path']}  labelled {item['given']}, looks like {item['suggested']}")
+        print(f"  {item['score']:+.3f}  {item['path']}  labelled {item['given']} (p {item['given_probability']:.2g}), "
+              f"looks like {item['suggested']} (p {item['suggested_probability']:.2g})")
     print(f"{len(document['near_duplicates'])} group(s) of near-duplicates:")
     for group in document["near_duplicates"]:
         print("  " + " ~ ".join(group))

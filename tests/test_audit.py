@@ -19,7 +19,7 @@ from bench_audit import copy_with_flipped_labels  # noqa: E402  (the benchmark p
 
 from imgclf_core import audit  # noqa: E402
 from imgclf_core.audit import (  # noqa: E402
-    duplicate_group_notes, out_of_fold_probabilities, rank_suspects, stratified_folds,
+    AUDIT_PHASES, AuditReport, duplicate_group_notes, out_of_fold_probabilities, rank_suspects, stratified_folds,
 )
 from imgclf_core.dataset import ImageRecord, scan_dataset  # noqa: E402
 
@@ -76,12 +76,15 @@ def test_the_audit_groups_planted_near_duplicates_and_nothing_else(planted):
 @pytest.mark.slow
 def test_audit_cli_json_follows_the_contract_and_reuses_cached_embeddings(planted, tmp_path, monkeypatch):
     root, flipped, _, report, _ = planted
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # set by the bench module: a user has not set it
     result = subprocess.run([sys.executable, "-m", "imgclf_core.cli", "audit", str(root), "--json"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert set(document) == {"suspects", "near_duplicates"}
-    assert set(document["suspects"][0]) == {"path", "given", "suggested", "score"}
+    assert set(document["suspects"][0]) == {"path", "given", "suggested", "score", "given_probability",
+                                            "suggested_probability"}
+    assert [item["score"] for item in document["suspects"]] == [round(s.score, 6) for s in report.suspects]
     assert len(document["suspects"]) == len(report.suspects)
     assert document["suspects"][0]["path"].startswith(str(root))
     bad = subprocess.run([sys.executable, "-m", "imgclf_core.cli", "audit", str(tmp_path / "missing")],
@@ -121,12 +124,32 @@ def test_out_of_fold_probabilities_learn_separable_classes_without_seeing_the_ro
         out_of_fold_probabilities(features, labels, 3, folds=1)
 
 
-def test_suspects_rank_by_best_other_minus_given():
+def test_suspects_rank_by_the_log_ratio_of_best_other_to_given():
     records = [ImageRecord(f"x/{number}.png", "x", f"h{number}", 1, 1, "L", "PNG") for number in range(3)]
     probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
     suspects = rank_suspects(records, np.array([0, 0, 0]), probabilities, ["cat", "dog"])
     assert [(item.path, item.suggested, round(item.score, 3)) for item in suspects] == [
-        ("x/1.png", "dog", 0.6), ("x/2.png", "dog", 0.0), ("x/0.png", "dog", -0.8)]
+        ("x/1.png", "dog", 0.602), ("x/2.png", "dog", 0.0), ("x/0.png", "dog", -0.954)]
+    assert (suspects[0].given_probability, suspects[0].suggested_probability) == (0.2, 0.8)
+
+
+def test_confident_mistakes_get_distinct_scores_where_a_probability_difference_saturates():
+    """p(given) 1e-3, 1e-6 and 1e-12 all give p(other) - p(given) = +1.00 to two places; the log ratio
+    tells them apart (3, 6, 12) and ranks the most confident mistake first; from the logs, even past
+    float64's smallest probability."""
+    records = [ImageRecord(f"x/{number}.png", "x", f"h{number}", 1, 1, "L", "PNG") for number in range(4)]
+    given = np.array([1e-3, 1e-12, 1e-6, 0.5])
+    probabilities = np.stack([given, 1 - given], axis=1)
+    suspects = rank_suspects(records, np.zeros(4, dtype=int), probabilities, ["cat", "dog"])
+    assert [item.path for item in suspects] == ["x/1.png", "x/2.png", "x/0.png", "x/3.png"]
+    assert [round(item.score, 2) for item in suspects] == [12.0, 6.0, 3.0, 0.0]
+    assert {f"{1 - p - p:+.2f}" for p in given[:3]} == {"+1.00"}  # what the old score showed for all three
+    log_probabilities = np.array([[-2000.0, 0.0]])  # exp() underflows to 0: the score still ranks it
+    far = rank_suspects(records[:1], np.zeros(1, dtype=int), np.exp(log_probabilities), ["cat", "dog"],
+                        log_probabilities=log_probabilities)
+    assert round(far[0].score) == round(2000 / np.log(10))
+    document = AuditReport(["cat", "dog"], suspects, [], probabilities, np.zeros((4, 2))).to_json_dict()
+    assert document["suspects"][0]["given_probability"] == 1e-12 and document["suspects"][0]["score"] == 12.0
 
 
 def test_duplicate_group_notes():
@@ -160,3 +183,134 @@ def test_audit_page_shows_suspects_duplicates_and_map_and_relabels_through_the_j
     assert (root / top.suggested / Path(top.path).name).exists()
     app.button(key="audit_undo").click().run()
     assert (root / top.path).exists()
+
+
+# ---------------------------------------------------------------- phases, speed, caches (fast: pixel embeddings)
+
+
+def pixel_embed(root, records, progress):
+    """A stand-in for the ImageNet backbone: each image's 28 x 28 grayscale pixels (real signal, no TensorFlow)."""
+    from imgclf_core.images import decode_image
+
+    vectors = {}
+    for done, record in enumerate(records, 1):
+        vectors[record.sha256] = decode_image(Path(root) / record.path, color_mode="grayscale",
+                                              size=(28, 28)).reshape(-1).astype(np.float32) / 255
+        if progress and (done % 32 == 0 or done == len(records)):
+            progress(done, len(records))
+    return vectors
+
+
+@pytest.fixture
+def pixel_embeddings(monkeypatch):
+    monkeypatch.setattr(audit, "_embed_records", pixel_embed)
+
+
+@pytest.fixture
+def small_planted(tmp_path):
+    """10 classes x 10 real Fashion-MNIST images, 10% moved to a wrong class."""
+    root = tmp_path / "data"
+    flipped = copy_with_flipped_labels(SAMPLE, root, 10, 0.1, seed=3)
+    return root, flipped
+
+
+def phase_runs(calls: list[tuple[str, int, int]]) -> list[str]:
+    """The phases in the order they were reported, each once per uninterrupted run of calls."""
+    return [phase for position, (phase, _, _) in enumerate(calls) if position == 0 or calls[position - 1][0] != phase]
+
+
+def test_the_audit_reports_every_phase_once_in_order_each_from_start_to_end(small_planted, pixel_embeddings):
+    root, _ = small_planted
+    index = scan_dataset(root)
+    for run in ("cold", "warm"):
+        calls = []
+        report = audit.audit_dataset(index, progress=lambda phase, done, total: calls.append((phase, done, total)))
+        assert phase_runs(calls) == list(AUDIT_PHASES), run
+        for phase in AUDIT_PHASES:
+            counts = [(done, total) for name, done, total in calls if name == phase]
+            assert counts[-1][0] == counts[-1][1] > 0, (run, phase, counts)  # ends at total/total
+            assert [done for done, _ in counts] == sorted(done for done, _ in counts), (run, phase)
+            assert len({total for _, total in counts}) == 1, (run, phase)
+        embedded = [done for name, done, _ in calls if name == AUDIT_PHASES[0]]
+        assert embedded[0] == (0 if run == "cold" else index.num_images), (run, embedded)  # cached: done at once
+        heads = [done for name, done, _ in calls if name == AUDIT_PHASES[1]]
+        assert heads == [0, 1, 2, 3, 4, 5]
+        assert len(report.suspects) == index.num_images
+
+
+def test_a_warm_audit_never_imports_tensorflow(small_planted, pixel_embeddings):
+    """Near-duplicate thumbnails used to be decoded through the TensorFlow pipeline module (4 s to import)."""
+    root, _ = small_planted
+    audit.audit_dataset(scan_dataset(root))  # fills the embeddings and thumbnails caches
+    script = ("import sys; from imgclf_core.audit import audit_dataset; from imgclf_core.dataset import scan_dataset;"
+              f"report = audit_dataset(scan_dataset({str(root)!r}));"
+              "print(len(report.suspects), 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["100", "False"]
+
+
+def test_near_duplicate_thumbnails_are_decoded_once_per_content(small_planted, pixel_embeddings, monkeypatch):
+    from imgclf_core import images
+
+    root, _ = small_planted
+    index = scan_dataset(root)
+    embeddings = audit.compute_embeddings(index)
+    first = audit.near_duplicate_groups(index.root, index.records, embeddings)
+    decoded = []
+    original = images.decode_image
+    monkeypatch.setattr(images, "decode_image",
+                        lambda *args, **kwargs: decoded.append(args) or original(*args, **kwargs))
+    assert audit.near_duplicate_groups(index.root, index.records, embeddings) == first
+    assert decoded == []
+
+
+def test_the_out_of_fold_heads_stop_at_a_tolerance_and_start_each_fold_from_the_last(monkeypatch):
+    """The sample's shape. The old float64 heads ran up to 300 L-BFGS steps a fold from zero (12-80 s on the
+    sample on a busy 2-core machine); these stop when the loss stops moving (the work is counted, not timed)."""
+    import scipy.optimize
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 200)
+    features = (rng.normal(size=(2000, 1280)) + rng.normal(size=(10, 1280))[labels] * 0.3).astype(np.float32)
+    steps, starts = [], []
+    original = scipy.optimize.minimize
+
+    def counting(function, start, *args, **kwargs):
+        starts.append(np.abs(start).sum())
+        result = original(function, start, *args, **kwargs)
+        steps.append(result.nit)
+        return result
+
+    monkeypatch.setattr(scipy.optimize, "minimize", counting)
+    probabilities = out_of_fold_probabilities(features, labels, 10)
+    assert len(steps) == 5 and sum(steps) < 5 * 100, steps
+    assert starts[0] == 0 and all(start > 0 for start in starts[1:])  # warm starts after the first fold
+    assert (probabilities.argmax(axis=1) == labels).mean() > 0.9
+
+
+def test_one_blas_thread_holds_one_thread_inside_and_restores_the_counts_after_nesting():
+    libraries = audit._bundled_openblas()
+    if not libraries:
+        pytest.skip("numpy and scipy use a BLAS other than their bundled OpenBLAS here")
+    before = [get() for _, get in libraries]
+    with audit.one_blas_thread():
+        with audit.one_blas_thread():
+            assert [get() for _, get in libraries] == [1] * len(libraries)
+        assert [get() for _, get in libraries] == [1] * len(libraries)
+    assert [get() for _, get in libraries] == before
+
+
+def test_the_map_is_the_pca_of_the_embeddings_whatever_sign_or_sample():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(300, 20)) * np.r_[10.0, 5.0, np.ones(18)]
+    projected = audit.pca_projection(features, 2)
+    centred = features - features.mean(axis=0)
+    _, _, directions = np.linalg.svd(centred, full_matrices=False)
+    reference = centred @ directions[:2].T
+    for column in range(2):
+        assert abs(np.corrcoef(projected[:, column], reference[:, column])[0, 1]) > 0.999
+    assert np.allclose(audit.pca_projection(features, 2), projected)  # the same signs every time
+    sampled = audit.pca_projection(features, 2, sample=150)
+    assert min(abs(np.corrcoef(sampled[:, c], reference[:, c])[0, 1]) for c in range(2)) > 0.95
