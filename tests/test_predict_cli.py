@@ -99,8 +99,8 @@ def test_predict_json_with_a_corrupt_file_and_gradcam(tmp_path, run_dir):
         assert sorted(labels) == CLASS_NAMES
         assert probabilities == sorted(probabilities, reverse=True)
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
-        # The overlay is drawn on the photo itself, at its own size.
-        assert decode_image(item["gradcam"]).shape == (30, 40, 3)
+        # The overlay is drawn on the photo itself: a small one enlarged by whole pixels (12x here), viewable.
+        assert decode_image(item["gradcam"]).shape == (360, 480, 3)
     assert sorted(os.listdir(out_dir)) == ["a_gradcam.png", "b_gradcam.png"]
 
 
