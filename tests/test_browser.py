@@ -364,6 +364,12 @@ def test_label_inbox_images_by_accepting_suggestions_in_the_browser(trained_samp
     with streamlit_server(environment) as url, chromium_page(height=1600) as page:
         page.goto(url + "label")
         page.get_by_text("Model suggests:").wait_for(timeout=120_000)
+        # With a model the inbox starts least sure first (the images worth a person's look); accepting
+        # suggestions in bulk is for the most sure ones.
+        assert selectbox_text(page, "Order").startswith("least sure first")
+        wait_until_idle(page)
+        choose_option(page, page.get_by_role("combobox", name="Order", exact=True), "most sure first (for bulk acceptance)")
+        wait_until_idle(page)
         for number in range(accepted):
             wait_until_idle(page)
             left = metric_value(page, "Left in the inbox")
