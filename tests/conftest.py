@@ -19,3 +19,10 @@ def isolated_user_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("IMGCLF_CONFIG_DIR", str(tmp_path_factory.mktemp("imgclf-config")))
     monkeypatch.setenv("IMGCLF_DATA_HOME", str(tmp_path_factory.mktemp("imgclf-data")))
     return runs_dir
+
+
+@pytest.fixture(autouse=True)
+def no_tensorflow_log_level_from_elsewhere(monkeypatch):
+    """A subprocess sees TF_CPP_MIN_LOG_LEVEL only where a test sets it (bench modules that tests import
+    set it for themselves): the CLI's default, quiet, is what a user gets."""
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)

@@ -74,9 +74,8 @@ def test_the_audit_groups_planted_near_duplicates_and_nothing_else(planted):
 
 
 @pytest.mark.slow
-def test_audit_cli_json_follows_the_contract_and_reuses_cached_embeddings(planted, tmp_path, monkeypatch):
+def test_audit_cli_json_follows_the_contract_and_reuses_cached_embeddings(planted, tmp_path):
     root, flipped, _, report, _ = planted
-    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # set by the bench module: a user has not set it
     result = subprocess.run([sys.executable, "-m", "imgclf_core.cli", "audit", str(root), "--json"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

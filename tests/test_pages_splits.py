@@ -12,6 +12,7 @@ from helpers import SHAPES, copy_run_with_its_data, png_bytes, shapes_tree, writ
 from test_app_core import fake_run
 from test_pages import metrics, open_page
 
+from imgclf_app.views import accuracy_text
 from imgclf_core import runs
 from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
 from imgclf_core.dataset import scan_dataset
@@ -297,14 +298,14 @@ def test_mistakes_page_shows_the_validation_split_and_on_request_the_held_out_te
     assert app.radio(key="mistakes_split").value == "validation"
     shown = metrics(app)
     test_accuracy = runs.read_evaluation(run_dir, "test")["accuracy"]
-    assert shown["Validation images"] == "18" and shown["Test accuracy (held out)"] == f"{test_accuracy:.2%}"
+    assert shown["Validation images"] == "18" and shown["Test accuracy (held out)"] == accuracy_text(test_accuracy)
     menus = [box.key for box in app.selectbox if box.key and box.key.startswith(("cell:", "losses:"))]
     assert menus and all(key.split(":", 1)[1].startswith("validation/") for key in menus)
 
     app.radio(key="mistakes_split").set_value("test").run()
     assert not app.exception, app.exception
     shown = metrics(app)
-    assert (shown["Test accuracy"], shown["Test images"]) == (f"{test_accuracy:.2%}", "12")
+    assert (shown["Test accuracy"], shown["Test images"]) == (accuracy_text(test_accuracy), "12")
     assert "Validation accuracy" in shown
     captions = [caption.value for caption in app.caption]
     assert any(caption.startswith("The test images the model is most confidently wrong about") for caption in captions)
@@ -321,7 +322,7 @@ def test_train_and_home_pages_show_a_trained_runs_test_figures(split_run):
     test = runs.read_evaluation(run_dir, "test")
     app = open_page("app_pages/train.py", data)
     shown = metrics(app)
-    assert (shown["Test accuracy"], shown["Test images"]) == (f"{test['accuracy']:.2%}", "12")
+    assert (shown["Test accuracy"], shown["Test images"]) == (accuracy_text(test["accuracy"]), "12")
     assert shown["Validation images"] == "18"
     app.switch_page("app_pages/home.py").run()
-    assert f"test accuracy {test['accuracy']:.2%} (held out)" in app.get("page_link")[0].proto.label
+    assert f"test accuracy {accuracy_text(test['accuracy'])} (held out)" in app.get("page_link")[0].proto.label
