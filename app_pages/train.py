@@ -230,7 +230,7 @@ def _planned_epochs(run_dir: Path) -> int:
         training = runs.read_run_config(run_dir).training
     except (runs.RunError, ValueError, KeyError, TypeError):
         return 0
-    return training.epochs + training.fine_tune_epochs
+    return training.total_epochs
 
 
 def _is_number(value) -> bool:

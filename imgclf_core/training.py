@@ -211,7 +211,7 @@ def _head_trains_on_features(
 def _stages(config: RunConfig, pretrained: bool) -> list[tuple[str, int]]:
     training = config.training
     if not pretrained:
-        return [(FULL, training.epochs + training.fine_tune_epochs)]
+        return [(FULL, training.total_epochs)]
     stages = [(HEAD, training.epochs)] if training.epochs else []
     if training.fine_tune_epochs:
         stages.append((FINE_TUNE, training.fine_tune_epochs))
@@ -228,7 +228,7 @@ class _Loop:
         self.state: LoopState = state or LoopState()
         self.notes: list[str] = []
         self.usable_model: dict[str, Any] | None = None  # {"val_accuracy", "epoch", "seconds"} once written
-        self.total_epochs = config.training.epochs + config.training.fine_tune_epochs
+        self.total_epochs = config.training.total_epochs
         class_weight_vector = weights if weights is not None else np.ones(len(class_names), "float32")
         self.class_weight_vector = tf.constant(class_weight_vector)
         self.class_names = list(class_names)
