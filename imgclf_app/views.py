@@ -77,12 +77,6 @@ def split_evaluations_ui(evaluations: dict[str, dict]) -> None:
             evaluation_ui(evaluation, split)
 
 
-def held_out_accuracy(run_dir: Path) -> float | None:
-    """The accuracy on the run's held-out test split, or None when the dataset has no test split (or not yet)."""
-    evaluation = runs.read_evaluation(run_dir, TEST)
-    return None if evaluation is None else evaluation["accuracy"]
-
-
 def refused_while_busy(runs_root: Path) -> bool:
     """One run trains at a time: say so (and return True) when another is training."""
     busy = runs.active_runs(runs_root)

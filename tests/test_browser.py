@@ -386,15 +386,20 @@ def test_label_inbox_images_by_accepting_suggestions_in_the_browser(trained_samp
     assert right >= accepted // 2, f"only {right} of {accepted} suggestions were right: {filed}"
 
 
-def test_audit_page_in_the_browser(tmp_path):
+def sample_with_a_mislabelled_bag(data: Path) -> Path:
+    """12 sample images per class copied to `data`, plus a trouser filed as "bag/mislabelled.png"."""
     import shutil
 
-    data = tmp_path / "fashion"
     for folder in sorted(SAMPLE.iterdir()):
         (data / folder.name).mkdir(parents=True)
         for image in sorted(folder.glob("*.png"))[:12]:
             shutil.copy(image, data / folder.name / image.name)
     (data / "bag" / "mislabelled.png").write_bytes(next((SAMPLE / "trouser").glob("*.png")).read_bytes())
+    return data
+
+
+def test_audit_page_in_the_browser(tmp_path):
+    data = sample_with_a_mislabelled_bag(tmp_path / "fashion")
     environment = {"IMGCLF_DATA_DIR": str(data), "IMGCLF_RUNS_DIR": str(tmp_path / "runs")}
     with streamlit_server(environment) as url, chromium_page(height=2400) as page:
         page.goto(url + "audit")

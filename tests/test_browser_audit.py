@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 from PIL import Image
 
-from test_browser import SAMPLE, chromium_available, wait_for  # noqa: F401 (an autouse fixture)
+from test_browser import chromium_available, sample_with_a_mislabelled_bag, wait_for  # noqa: F401 (an autouse fixture)
 from streamlit_browser import chromium_page, streamlit_server, wait_until_drawn, wait_until_idle
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -31,12 +30,7 @@ BROKEN_WORDS = """() => [...document.querySelectorAll('[data-testid="stImageCapt
 
 
 def test_audit_page_phases_captions_and_the_picked_point_in_the_browser(tmp_path):
-    data = tmp_path / "fashion"
-    for folder in sorted(SAMPLE.iterdir()):
-        (data / folder.name).mkdir(parents=True)
-        for image in sorted(folder.glob("*.png"))[:12]:
-            shutil.copy(image, data / folder.name / image.name)
-    (data / "bag" / "mislabelled.png").write_bytes(next((SAMPLE / "trouser").glob("*.png")).read_bytes())
+    data = sample_with_a_mislabelled_bag(tmp_path / "fashion")
     original = sorted((data / "ankle_boot").glob("*.png"))[0]
     Image.open(original).convert("L").resize((36, 36), Image.Resampling.BICUBIC).save(
         original.parent / f"copy-{original.stem}.jpg", quality=85)  # a near-duplicate group with long names

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from helpers import SHAPES, png_bytes, shapes_tree, write
+from helpers import SHAPES, png_bytes, write
 from test_pages import metrics, open_page
 
 from imgclf_core.labeling import (
@@ -77,14 +75,6 @@ def test_suggestions_are_probabilities_and_nan_for_an_unreadable_file(tmp_path):
 
 
 # ---------------------------------------------------------------- the Label page
-
-
-@pytest.fixture
-def dataset_with_inbox(tmp_path) -> Path:
-    data = shapes_tree(tmp_path / "data", per_class=4)
-    for number in range(3):
-        write(data, f"_inbox/new-{number}.png", png_bytes(number, (16, 16)))
-    return data
 
 
 def test_label_page_files_an_image_by_class_button_and_undo_puts_it_back(dataset_with_inbox):

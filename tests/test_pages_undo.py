@@ -4,22 +4,11 @@ test_predict_mistakes_pages.py, with its trained model)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-from helpers import png_bytes, shapes_tree, write
+from helpers import png_bytes
 from streamlit.proto.LabelVisibility_pb2 import LabelVisibility
 from test_pages import open_page
 
 from imgclf_core.relabel import QUARANTINE, RelabelJournal
-
-
-@pytest.fixture
-def dataset_with_inbox(tmp_path) -> Path:
-    data = shapes_tree(tmp_path / "data", per_class=4)
-    for number in range(3):
-        write(data, f"_inbox/new-{number}.png", png_bytes(number, (16, 16)))
-    return data
 
 
 def page_order(app) -> list[str]:
