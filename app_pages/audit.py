@@ -13,11 +13,11 @@ from imgclf_app.dataset_state import scan_or_report, sidebar_ui
 from imgclf_app.relabel_menu import relabel_menu_ui, relabel_messages_ui, undo_redo_ui
 from imgclf_app.views import in_columns
 from imgclf_core.config import DataConfig
-from imgclf_core.dataset import DatasetIndex
-from imgclf_core.images import ImageDecodeError
-from imgclf_core.relabel import RelabelJournal
-from imgclf_core.split import split_records
-from imgclf_core.thumbnails import display_array
+from imgclf_core.data.dataset import DatasetIndex
+from imgclf_core.data.images import ImageDecodeError
+from imgclf_core.inspection.relabel import RelabelJournal
+from imgclf_core.data.split import split_records
+from imgclf_core.data.thumbnails import display_array
 
 ORIGIN = "audit"  # the journal origin of this page's moves (its Undo walks only those)
 UNDO_PLACE = "audit:undo"  # where the outcome of the Undo / Redo buttons under the gallery is shown
@@ -56,7 +56,7 @@ def audit_ui(index: DatasetIndex, folder: Path):
             phase_times_ui(stored[3] if len(stored) > 3 else {})
             return stored[1], stored[2]
         return None, None
-    from imgclf_core.audit import audit_dataset
+    from imgclf_core.inspection.audit import audit_dataset
 
     progress = PhaseProgress()
     report = audit_dataset(index, progress=progress)
@@ -71,7 +71,7 @@ class PhaseProgress:
     """The audit's progress callback: a bar per phase ("Out-of-fold heads 3/5"), the phases done under it."""
 
     def __init__(self) -> None:
-        from imgclf_core.audit import AUDIT_PHASES
+        from imgclf_core.inspection.audit import AUDIT_PHASES
 
         self.phases = AUDIT_PHASES
         self.bar = st.progress(0.0, text=f"{AUDIT_PHASES[0]}…")
@@ -160,7 +160,7 @@ def duplicate_caption(path: str, label: str) -> str:
 
 
 def duplicates_ui(report, index: DatasetIndex, folder: Path) -> None:
-    from imgclf_core.audit import duplicate_group_notes
+    from imgclf_core.inspection.audit import duplicate_group_notes
 
     st.subheader(f"Near-duplicates ({len(report.near_duplicates)} group(s))")
     if not report.near_duplicates:

@@ -12,10 +12,10 @@ from imgclf_app.charts import counts_chart
 from imgclf_app.dataset_state import scan_or_report, sidebar_ui, thumbnail_path
 from imgclf_app.forms import augmentation_form
 from imgclf_app.views import dataset_summary_ui, in_columns, split_warnings
-from imgclf_core.dataset import SPLITS, TRAIN, DatasetIndex, ImageRecord
-from imgclf_core.dataset_report import mode_distribution, size_distribution
-from imgclf_core.images import ImageDecodeError, decode_image
-from imgclf_core.thumbnails import display_array, make_thumbnail
+from imgclf_core.data.dataset import SPLITS, TRAIN, DatasetIndex, ImageRecord
+from imgclf_core.data.dataset_report import mode_distribution, size_distribution
+from imgclf_core.data.images import ImageDecodeError, decode_image
+from imgclf_core.data.thumbnails import display_array, make_thumbnail
 
 GRID_COLUMNS = 6
 PAGE_SIZES = (24, 48, 96)
@@ -199,7 +199,7 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
         st.error(f"{chosen}: {error}")
         return
     with st.spinner("Augmenting…"):
-        from imgclf_core.augmentation import preview_augmentations
+        from imgclf_core.data.augmentation import preview_augmentations
 
         versions = preview_augmentations(image, config, count, seed=st.session_state.get("preview_seed", 0))
     # Small images are enlarged by whole pixels: the preview shows what the model will see.

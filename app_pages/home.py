@@ -12,8 +12,8 @@ import streamlit as st
 
 from imgclf_app.dataset_state import current_run_dir, scan_or_report, sidebar_ui, thumbnail_path
 from imgclf_app.views import accuracy_text, dataset_summary_ui
-from imgclf_core import runs
-from imgclf_core.dataset import DatasetIndex
+from imgclf_core.training import runs
+from imgclf_core.data.dataset import DatasetIndex
 
 THUMBNAILS_PER_CLASS = 4
 

@@ -11,12 +11,12 @@ from imgclf_app.dataset_state import current_run_dir, load_dataset_index, scan_o
 from imgclf_app.model_state import model_file_stamp, predictor_or_report
 from imgclf_app.relabel_menu import relabel_messages_ui, set_outcome_message, undo_redo_ui
 from imgclf_app.views import in_columns
-from imgclf_core.images import IMAGE_EXTENSIONS, ImageDecodeError
-from imgclf_core.labeling import (
+from imgclf_core.data.images import IMAGE_EXTENSIONS, ImageDecodeError
+from imgclf_core.inspection.labeling import (
     DEFAULT_ORDER, ORDERS, default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes, top_suggestion,
 )
-from imgclf_core.relabel import QUARANTINE, RelabelError, RelabelJournal, describe_move
-from imgclf_core.thumbnails import display_array
+from imgclf_core.inspection.relabel import QUARANTINE, RelabelError, RelabelJournal, describe_move
+from imgclf_core.data.thumbnails import display_array
 
 GRID_SIZE = 12
 GRID_COLUMNS = 6

@@ -13,16 +13,16 @@ from imgclf_app.dataset_state import current_run_dir, sidebar_ui
 from imgclf_app.model_state import model_file_stamp, predictor_or_report
 from imgclf_app.relabel_menu import relabel_menu_ui, relabel_messages_ui, undo_redo_ui
 from imgclf_app.views import SPLIT_NAMES, SPLIT_TITLES, accuracy_text, evaluation_ui, in_columns, refused_while_busy
-from imgclf_core import runs
-from imgclf_core.dataset import TEST, VALIDATION
-from imgclf_core.evaluation import confusion_matrix_difference
-from imgclf_core.images import ImageDecodeError, read_image_bytes
-from imgclf_core.mistakes import (
+from imgclf_core.training import runs
+from imgclf_core.data.dataset import TEST, VALIDATION
+from imgclf_core.training.evaluation import confusion_matrix_difference
+from imgclf_core.data.images import ImageDecodeError, read_image_bytes
+from imgclf_core.inspection.mistakes import (
     cell_predictions, class_average_gradcam, explain_paths, largest_confusions, read_run_predictions, top_losses,
 )
-from imgclf_core.overlay import colorize_heatmap, overlay_heatmap
-from imgclf_core.relabel import RelabelJournal
-from imgclf_core.thumbnails import display_array, make_thumbnail
+from imgclf_core.inspection.overlay import colorize_heatmap, overlay_heatmap
+from imgclf_core.inspection.relabel import RelabelJournal
+from imgclf_core.data.thumbnails import display_array, make_thumbnail
 
 ORIGIN = "mistakes"  # this page's moves: its Undo and Redo walk only these
 GALLERY_COLUMNS = 3  # each item is the image and its Grad-CAM side by side

@@ -14,9 +14,9 @@ from imgclf_app.model_state import (
 )
 from imgclf_app.model_upload import uploaded_model_ui
 from imgclf_app.views import accuracy_text
-from imgclf_core import runs
-from imgclf_core.images import DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageDecodeError
-from imgclf_core.overlay import display_image, overlay_heatmap
+from imgclf_core.training import runs
+from imgclf_core.data.images import DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageDecodeError
+from imgclf_core.inspection.overlay import display_image, overlay_heatmap
 
 COLORMAPS = ("jet", "turbo", "inferno", "viridis")
 UPLOADED_MODEL = "uploaded model"

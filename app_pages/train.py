@@ -12,12 +12,12 @@ from imgclf_app.dataset_state import scan_or_report, sidebar_ui
 from imgclf_app.export_view import export_ui
 from imgclf_app.forms import current_augmentation, describe_augmentation
 from imgclf_app.views import accuracy_text, refused_while_busy, split_evaluations_ui
-from imgclf_core import runs
+from imgclf_core.training import runs
 from imgclf_core.config import DataConfig, ModelConfig, RunConfig, TrainingConfig
-from imgclf_core.dataset import TEST, VALIDATION, DatasetError, DatasetIndex
-from imgclf_core.models import MODEL_REGISTRY, suggested_input
-from imgclf_core.recommend import Recommendation, recommend_settings
-from imgclf_core.split import check_trainable_classes, split_records
+from imgclf_core.data.dataset import TEST, VALIDATION, DatasetError, DatasetIndex
+from imgclf_core.models.registry import MODEL_REGISTRY, suggested_input
+from imgclf_core.training.recommend import Recommendation, recommend_settings
+from imgclf_core.data.split import check_trainable_classes, split_records
 
 REFRESH_SECONDS = 2
 RESUMABLE_STATES = (runs.STOPPED, runs.INTERRUPTED, runs.FAILED)

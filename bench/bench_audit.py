@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from imgclf_core.audit import AUDIT_PHASES, audit_dataset  # noqa: E402
-from imgclf_core.dataset import scan_dataset  # noqa: E402
+from imgclf_core.inspection.audit import AUDIT_PHASES, audit_dataset  # noqa: E402
+from imgclf_core.data.dataset import scan_dataset  # noqa: E402
 
 VARIANTS = ("after", "before")
 
@@ -99,7 +99,7 @@ def measure(variant: str, root: Path) -> dict:
 
 def before_audit(index, clock: PhaseClock) -> tuple[list[str], list[list[str]]]:
     """The audit as it was before the phase progress and the fast heads (same embeddings cache code)."""
-    from imgclf_core.audit import _groups_of_pairs, _similar_pairs, compute_embeddings, stratified_folds
+    from imgclf_core.inspection.audit import _groups_of_pairs, _similar_pairs, compute_embeddings, stratified_folds
     from imgclf_core.config import DataConfig
 
     embeddings = compute_embeddings(index)
@@ -123,7 +123,7 @@ def before_audit(index, clock: PhaseClock) -> tuple[list[str], list[list[str]]]:
     scores = others.max(axis=1) - given
     ranking = [index.records[row].path for row in sorted(rows, key=lambda row: (-scores[row], index.records[row].path))]
     clock(AUDIT_PHASES[1], 1, 1)
-    from imgclf_core.pipeline import decode_records  # imports TensorFlow
+    from imgclf_core.data.pipeline import decode_records  # imports TensorFlow
 
     vectors = np.asarray(embeddings, dtype=np.float32) - np.mean(embeddings, axis=0)
     small = DataConfig(image_size=24, color_mode="grayscale", cache="memory")

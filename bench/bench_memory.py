@@ -99,8 +99,8 @@ def make_tiny_run(runs_dir: Path, data_dir: Path) -> Path:
     import keras
 
     from imgclf_core.config import DataConfig, ModelConfig, RunConfig, config_to_dict
-    from imgclf_core.model_io import save_model_atomically
-    from imgclf_core.models import create_model
+    from imgclf_core.models.model_io import save_model_atomically
+    from imgclf_core.models.registry import create_model
 
     class_names = ["cats", "dogs"]
     for label in class_names:

@@ -6,7 +6,7 @@ ONE run, never absolute numbers across runs):
     .venv/bin/python bench/bench_photos.py --json /tmp/bench_photos.json      # 300 photos + training
     .venv/bin/python bench/bench_photos.py --photos 60 --skip-training        # a quick look
 
-The photos are made by imgclf_core.synthetic_photos.write_photo_folder (real skimage photos,
+The photos are made by imgclf_core.data.synthetic_photos.write_photo_folder (real skimage photos,
 randomly cropped, upscaled to --size, jittered, noised, a quarter of them portrait shots stored
 sideways with EXIF Orientation 6) in a temporary folder, or read from --data DIR.
 
@@ -20,9 +20,9 @@ What is measured, in one process, on the same files, side by side:
     before/after (here and in (b)) and reports the medians.
 (b) scan_dataset(folder): cold (a fresh empty IMGCLF_CACHE_DIR each) before and after, then warm
     (the second call on the after cache). before = the scanner's check done by a full-size decode,
-    as it did until now (imgclf_core.dataset.inspect_image replaced by
+    as it did until now (imgclf_core.data.dataset.inspect_image replaced by
     `decode_image_with_info(data, reduced_jpeg_decode=False).info`); after = inspect_image (JPEGs
-    decoded at 1/8 scale). If imgclf_core.dataset does not call inspect_image (yet), both columns
+    decoded at 1/8 scale). If imgclf_core.data.dataset does not call inspect_image (yet), both columns
     run the same code and the report says so.
 (c) training, each run as its own `imgclf train` process with a fresh IMGCLF_CACHE_DIR (cold scan,
     decode and features; converted pretrained weights are copied in from the user's cache when
@@ -53,11 +53,11 @@ from typing import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from imgclf_core import dataset as dataset_module  # noqa: E402
+from imgclf_core.data import dataset as dataset_module  # noqa: E402
 from imgclf_core.fileio import user_cache_dir  # noqa: E402
-from imgclf_core.images import decode_image, decode_image_with_info  # noqa: E402
+from imgclf_core.data.images import decode_image, decode_image_with_info  # noqa: E402
 from imgclf_core.parallel import decode_thread_count, map_in_threads  # noqa: E402
-from imgclf_core.synthetic_photos import PHOTO_CLASSES, write_photo_folder  # noqa: E402
+from imgclf_core.data.synthetic_photos import PHOTO_CLASSES, write_photo_folder  # noqa: E402
 
 DECODE_SIZE = 224
 POLL_SECONDS = 0.2
@@ -229,7 +229,7 @@ def run_training(
     Returns the seconds to status.json's usable_model, best val accuracy and wall time. A fresh
     cache unless `cache_dir` is given (a warm run reuses an earlier run's scan and features).
     """
-    from imgclf_core import runs  # only here: a broken trainer must not stop the decode/scan figures
+    from imgclf_core.training import runs  # only here: a broken trainer must not stop the decode/scan figures
 
     fresh = cache_dir is None
     cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="train-cache-", dir=workdir))
@@ -277,7 +277,7 @@ def run_training(
 
 def run_settings(run_dir: Path) -> dict:
     """Model name and image size the run used (from its config), for the report."""
-    from imgclf_core import runs
+    from imgclf_core.training import runs
 
     try:
         config = runs.read_run_config(run_dir)
@@ -346,7 +346,7 @@ def print_report(results: dict) -> None:
     if scan:
         out.append(f"scan: {scan['before_label']}; {scan['after_label']}.")
         if not scan["scanner_uses_inspect_image"]:
-            out.append("NOTE: imgclf_core.dataset does not call inspect_image yet: both scan columns ran the "
+            out.append("NOTE: imgclf_core.data.dataset does not call inspect_image yet: both scan columns ran the "
                        "same full-size check, so their ratio says nothing.")
     training = results.get("training")
     if training:

@@ -53,9 +53,9 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 from imgclf_core.config import AugmentationConfig, DataConfig  # noqa: E402
-from imgclf_core.dataset import scan_dataset  # noqa: E402
-from imgclf_core.augmentation import make_augmenter  # noqa: E402
-from imgclf_core.pipeline import decode_records, encode_labels, make_dataset  # noqa: E402
+from imgclf_core.data.dataset import scan_dataset  # noqa: E402
+from imgclf_core.data.augmentation import make_augmenter  # noqa: E402
+from imgclf_core.data.pipeline import decode_records, encode_labels, make_dataset  # noqa: E402
 
 DEFAULT_TREE = Path("/tmp/fmnist-tree")
 BATCH_SIZE = 32
@@ -82,7 +82,7 @@ def ensure_default_tree(args: argparse.Namespace) -> None:
         return
     if Path(args.data).resolve().parent != DEFAULT_TREE.resolve():
         raise SystemExit(f"--data {args.data} does not exist")
-    from imgclf_core import fashion_mnist
+    from imgclf_core.data import fashion_mnist
 
     log(f"{DEFAULT_TREE} missing: writing Fashion-MNIST from {fashion_mnist.DEFAULT_SOURCE_DIR} ...")
     fashion_mnist.write_full_tree(fashion_mnist.DEFAULT_SOURCE_DIR, DEFAULT_TREE)

@@ -6,7 +6,7 @@ ONE run, never absolute numbers across runs):
     TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/bench_predict.py [--calls 50] [--json out.json]
 
 Cases: small_cnn (3 classes, untrained: speed does not depend on the weights) at 32 px RGB, and
-the built-in ImageNet EfficientNet-Lite0 at 224 px when imgclf_core.efficientnet_lite and its
+the built-in ImageNet EfficientNet-Lite0 at 224 px when imgclf_core.models.efficientnet_lite and its
 weights are available. For each, the median of --calls warm calls (after --warmup calls) of:
 
 (a) ours, predict: `Predictor.predict_arrays(image[None])`, a tf.function traced once (uint8 in).
@@ -41,8 +41,8 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 from imgclf_core.config import ModelConfig  # noqa: E402
-from imgclf_core.models import create_model, last_conv_layer_name  # noqa: E402
-from imgclf_core.predict import Predictor  # noqa: E402
+from imgclf_core.models.registry import create_model, last_conv_layer_name  # noqa: E402
+from imgclf_core.inspection.predict import Predictor  # noqa: E402
 
 
 def keras_io_make_gradcam_heatmap(img_array, model, last_conv_layer_name, pred_index=None):

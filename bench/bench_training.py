@@ -58,13 +58,13 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 from bench_pipeline import DEFAULT_TREE, balanced_subset, fresh_cache_dir  # noqa: E402
-from imgclf_core import runs  # noqa: E402
+from imgclf_core.training import runs  # noqa: E402
 from imgclf_core.cli import build_parser, run_config_from_args  # noqa: E402
 from imgclf_core.config import DataConfig, ModelConfig, TrainingConfig, config_to_dict  # noqa: E402
-from imgclf_core.dataset import scan_dataset  # noqa: E402
-from imgclf_core.models import create_model  # noqa: E402
-from imgclf_core.pipeline import decode_records, encode_labels  # noqa: E402
-from imgclf_core.training import train_run  # noqa: E402
+from imgclf_core.data.dataset import scan_dataset  # noqa: E402
+from imgclf_core.models.registry import create_model  # noqa: E402
+from imgclf_core.data.pipeline import decode_records, encode_labels  # noqa: E402
+from imgclf_core.training.trainer import train_run  # noqa: E402
 
 IMAGE_SIZE = 28
 SEEDS_BATCH_SIZE = 32

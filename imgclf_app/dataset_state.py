@@ -8,12 +8,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from imgclf_core import runs, settings
-from imgclf_core.archive import ArchiveError, extract_dataset_zip
-from imgclf_core.dataset import DatasetError, DatasetIndex, scan_dataset
+from imgclf_core.training import runs
+
+from imgclf_core import settings
+from imgclf_core.data.archive import ArchiveError, extract_dataset_zip
+from imgclf_core.data.dataset import DatasetError, DatasetIndex, scan_dataset
 from imgclf_core.fileio import unique_path, user_data_dir
-from imgclf_core.images import ImageDecodeError
-from imgclf_core.thumbnails import thumbnail_file
+from imgclf_core.data.images import ImageDecodeError
+from imgclf_core.data.thumbnails import thumbnail_file
 
 # Every page imports this module, then draws this sidebar and its title before any slow work, so
 # importing it stays cheap: no pandas, altair or TensorFlow, and numpy and Pillow only once the

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-# imgclf_core.export is imported inside the functions: it loads numpy, and the Train page imports this
+# imgclf_core.export.exporter is imported inside the functions: it loads numpy, and the Train page imports this
 # module before it draws its title.
 FORMAT_LABELS = {
     "keras": "Keras (.keras)", "savedmodel": "TensorFlow SavedModel", "tflite": "TensorFlow Lite (.tflite)",
@@ -18,7 +18,7 @@ FORMAT_LABELS = {
 
 def export_ui(run_dir: Path) -> None:
     """Pick a format, export into RUN_DIR/exports/<format>, show its parity figures and a zip download."""
-    from imgclf_core.export import FORMATS, default_export_dir
+    from imgclf_core.export.exporter import FORMATS, default_export_dir
 
     st.subheader("Export")
     columns = st.columns([2, 2, 1], vertical_alignment="bottom")
@@ -43,7 +43,7 @@ def export_ui(run_dir: Path) -> None:
 
 def run_export_ui(run_dir: Path, format: str, out_dir: Path, float16: bool) -> None:
     """Run one export, its progress in a status box; a failure is one error line (the old export stays)."""
-    from imgclf_core.export import export_run
+    from imgclf_core.export.exporter import export_run
 
     with st.status(f"Exporting {FORMAT_LABELS[format]}…", expanded=False) as status:
         try:
@@ -57,7 +57,7 @@ def run_export_ui(run_dir: Path, format: str, out_dir: Path, float16: bool) -> N
 
 def read_parity_document(out_dir: Path) -> dict | None:
     """The parity.json of an export folder, or None when there is no (readable) export there."""
-    from imgclf_core.export import PARITY_FILE_NAME
+    from imgclf_core.export.exporter import PARITY_FILE_NAME
 
     try:
         return json.loads((out_dir / PARITY_FILE_NAME).read_text(encoding="utf-8"))
@@ -97,7 +97,7 @@ def export_zip(out_dir: str, top_folder: str, stamp: int) -> bytes:
 
 
 def _stamp(out_dir: Path) -> int:
-    from imgclf_core.export import PARITY_FILE_NAME
+    from imgclf_core.export.exporter import PARITY_FILE_NAME
 
     return (out_dir / PARITY_FILE_NAME).stat().st_mtime_ns
 

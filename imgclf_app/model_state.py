@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from imgclf_core import runs
+from imgclf_core.training import runs
 
 if TYPE_CHECKING:  # numpy comes with the model, not with the page's imports
     import numpy as np
@@ -23,14 +23,14 @@ def model_file_stamp(source: str) -> int:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model (once; later predictions reuse it)…")
 def _cached_predictor(source: str, stamp: int):
-    from imgclf_core.predict import Predictor
+    from imgclf_core.inspection.predict import Predictor
 
     return Predictor.imagenet() if source == IMAGENET else Predictor.from_run(source)
 
 
 def predictor_or_report(source: str):
     """The Predictor of a run folder (or IMAGENET), cached by path and mtime; None with a message if it fails."""
-    from imgclf_core.models import ModelError
+    from imgclf_core.models.registry import ModelError
 
     try:
         return _cached_predictor(source, model_file_stamp(source))

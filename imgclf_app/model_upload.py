@@ -43,7 +43,7 @@ def uploaded_model_ui():
 @st.cache_resource(max_entries=2, show_spinner="Loading the uploaded model (safe mode)…")
 def _uploaded_predictor(digest: str, _data: bytes, labels: str):
     """Keyed by the file's SHA-256 and the class names (the bytes themselves are not hashed again)."""
-    from imgclf_core.predict import Predictor
+    from imgclf_core.inspection.predict import Predictor
 
     path = user_data_dir() / "uploaded-models" / f"{digest}.keras"
     if not path.exists():

@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from imgclf_app.dataset_state import load_dataset_index
-from imgclf_core.relabel import QUARANTINE, Move, RelabelError, RelabelJournal, describe_move
+from imgclf_core.inspection.relabel import QUARANTINE, Move, RelabelError, RelabelJournal, describe_move
 
 KEEP = "correct as is"
 MESSAGE_KEY = "relabel_message"

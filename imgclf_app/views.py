@@ -7,10 +7,10 @@ from typing import Iterator, Sequence, TypeVar
 
 import streamlit as st
 
-from imgclf_core import runs
-from imgclf_core.dataset import TEST, VALIDATION, DatasetIndex
-from imgclf_core.dataset import split_warnings
-from imgclf_core.dataset_report import dataset_health_warnings
+from imgclf_core.training import runs
+from imgclf_core.data.dataset import TEST, VALIDATION, DatasetIndex
+from imgclf_core.data.dataset import split_warnings
+from imgclf_core.data.dataset_report import dataset_health_warnings
 
 # How each evaluated split is named wherever its figures are shown.
 SPLIT_NAMES = {VALIDATION: "Validation", TEST: "Test"}

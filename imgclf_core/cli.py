@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence, TextIO
 
 from imgclf_core import __version__
-from imgclf_core.models import ModelError
+from imgclf_core.models.registry import ModelError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_audit_parser(commands: argparse._SubParsersAction) -> None:
-    from imgclf_core.audit import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_FOLDS
+    from imgclf_core.inspection.audit import DEFAULT_DUPLICATE_SIMILARITY, DEFAULT_FOLDS
 
     audit = commands.add_parser(
         "audit", help="rank likely label errors and group near-duplicates (offline ImageNet embeddings)",
@@ -158,7 +158,7 @@ def add_train_parser(commands) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from imgclf_core.models import MODEL_REGISTRY
+    from imgclf_core.models.registry import MODEL_REGISTRY
 
     if args.list_models:
         for spec in MODEL_REGISTRY.values():
@@ -167,8 +167,8 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"{spec.name:<18} {size:<12} {spec.description}")
         return EXIT_OK
     run_dir = _train_run_dir(args)
-    from imgclf_core import runs
-    from imgclf_core.training import train_run
+    from imgclf_core.training import runs
+    from imgclf_core.training.trainer import train_run
 
     state = train_run(run_dir, epoch_listener=print_epoch_line)
     status = runs.read_status(run_dir)
@@ -193,7 +193,7 @@ def print_epoch_line(row: dict, model=None) -> None:
 
 def _train_run_dir(args: argparse.Namespace) -> Path:
     """The run folder to train: an existing one for --resume, else a new one holding the config."""
-    from imgclf_core import runs
+    from imgclf_core.training import runs
 
     if args.resume is not None:
         target = args.out if args.resume is True else args.resume
@@ -222,10 +222,10 @@ def _train_run_dir(args: argparse.Namespace) -> Path:
 def run_config_from_args(args: argparse.Namespace):
     """The RunConfig of `imgclf train`: what the user gave, the rest recommended from the data."""
     from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
-    from imgclf_core.dataset import scan_dataset
-    from imgclf_core.models import MODEL_REGISTRY, suggested_input
-    from imgclf_core.recommend import recommend_settings
-    from imgclf_core.split import check_trainable_classes, split_records
+    from imgclf_core.data.dataset import scan_dataset
+    from imgclf_core.models.registry import MODEL_REGISTRY, suggested_input
+    from imgclf_core.training.recommend import recommend_settings
+    from imgclf_core.data.split import check_trainable_classes, split_records
 
     index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
     splits = split_records(index.records, args.val_split, args.seed)
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    from imgclf_core.dataset import scan_dataset
+    from imgclf_core.data.dataset import scan_dataset
 
     index = scan_dataset(
         args.data_dir, use_cache=not args.no_cache, progress=StderrProgressBar("scan")
@@ -320,7 +320,7 @@ def print_scan_summary(document: dict, data_dir: str) -> None:
 
 
 def run_fashion_mnist(args: argparse.Namespace) -> int:
-    from imgclf_core import fashion_mnist
+    from imgclf_core.data import fashion_mnist
 
     source = Path(args.source) if args.source else fashion_mnist.DEFAULT_SOURCE_DIR
     if args.sample is not None:
@@ -335,8 +335,8 @@ def run_fashion_mnist(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from imgclf_core.dataset import scan_dataset
-    from imgclf_core.model_io import read_run_config
+    from imgclf_core.data.dataset import scan_dataset
+    from imgclf_core.models.model_io import read_run_config
 
     # Class names come from config.json, so a mismatched dataset is refused before TensorFlow loads.
     class_names, run_config = read_run_config(args.run_dir)
@@ -362,7 +362,7 @@ def run_test_split(index, run_dir: str):
     """The index narrowed to its test split; BadInput when the dataset has none."""
     import dataclasses
 
-    from imgclf_core.dataset import TEST
+    from imgclf_core.data.dataset import TEST
 
     test = tuple(record for record in index.records if record.split == TEST)
     if not test:
@@ -385,9 +385,9 @@ def check_classes_known(data_classes: Sequence[str], model_classes: Sequence[str
 def evaluate_run(run_dir: str, index) -> dict:
     import numpy as np
 
-    from imgclf_core.evaluation import evaluate_predictions
-    from imgclf_core.model_io import load_run_model
-    from imgclf_core.predict import predict_index
+    from imgclf_core.training.evaluation import evaluate_predictions
+    from imgclf_core.models.model_io import load_run_model
+    from imgclf_core.inspection.predict import predict_index
 
     model, class_names, run_config = load_run_model(run_dir)
     probabilities = predict_index(model, index, run_config.data, progress=StderrProgressBar("predict"))
@@ -419,7 +419,7 @@ def print_evaluation(evaluation: dict, run_dir: str, data_dir: str) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from imgclf_core.predict import Predictor
+    from imgclf_core.inspection.predict import Predictor
 
     if args.top_k < 1:
         raise BadInput(f"--top-k must be at least 1, got {args.top_k}")
@@ -456,7 +456,7 @@ EXIT_PARITY_FAILED = 1
 
 
 def add_export_parser(commands: argparse._SubParsersAction) -> None:
-    from imgclf_core.export import DEFAULT_GOLDEN_COUNT, FORMATS
+    from imgclf_core.export.exporter import DEFAULT_GOLDEN_COUNT, FORMATS
 
     export = commands.add_parser(
         "export", help="export a run's model (keras, savedmodel, tflite), checked against the Keras model",
@@ -477,7 +477,7 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from imgclf_core.export import ExportParityError, export_run
+    from imgclf_core.export.exporter import ExportParityError, export_run
 
     try:
         report = export_run(
@@ -501,7 +501,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def audit_progress_bars():
     """The audit's progress(phase, done, total) as one stderr bar per phase: embed, heads, duplicates, map."""
-    from imgclf_core.audit import AUDIT_PHASES
+    from imgclf_core.inspection.audit import AUDIT_PHASES
 
     labels = dict(zip(AUDIT_PHASES, ("embed", "heads", "duplicates", "map")))
     bars: dict[str, StderrProgressBar] = {}
@@ -515,8 +515,8 @@ def audit_progress_bars():
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from imgclf_core.audit import audit_dataset
-    from imgclf_core.dataset import scan_dataset
+    from imgclf_core.inspection.audit import audit_dataset
+    from imgclf_core.data.dataset import scan_dataset
 
     if args.folds < 2 or not 0.0 < args.similarity <= 1.0:
         raise BadInput("--folds must be at least 2 and --similarity in (0, 1]")

@@ -6,9 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from imgclf_core.images import COLOR_MODES
 
 ConfigT = TypeVar("ConfigT")
+
+# The decoder's colour modes; imgclf_core.data.images reads them from here.
+COLOR_MODES = ("rgb", "grayscale")
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -70,7 +72,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which registered model to build (see imgclf_core.models.MODEL_REGISTRY) and its options."""
+    """Which registered model to build (see imgclf_core.models.registry.MODEL_REGISTRY) and its options."""
 
     name: str = "small_cnn"
     # Pretrained models only: "imagenet", "none" (random init) or a path to a Keras weights file.

@@ -365,7 +365,7 @@ def check_decode(data: bytes, color_mode: str, size: int | None) -> str:
     """Decode once; return 'ok' or the ImageDecodeError reason. Anything else is raised (or asserted)."""
     import numpy as np
 
-    from imgclf_core.images import ImageDecodeError, decode_image
+    from imgclf_core.data.images import ImageDecodeError, decode_image
 
     try:
         with warnings.catch_warnings():

@@ -52,9 +52,9 @@ def shapes_tree(root: Path, per_class: int = 20, size: int = 16, counts: dict[st
 
 def train_tiny_shapes_run(base: Path, epochs: int) -> tuple[Path, Path]:
     """(run folder, dataset) of a small_cnn trained for `epochs` on 16 px grey shapes (12 per class)."""
-    from imgclf_core import runs
+    from imgclf_core.training import runs
     from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
-    from imgclf_core.training import train_run
+    from imgclf_core.training.trainer import train_run
 
     data = shapes_tree(base / "data", per_class=12)
     run_dir = base / "runs" / "20260101-000000-small_cnn"

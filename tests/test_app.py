@@ -57,16 +57,3 @@ def test_pages_without_models_do_not_import_tensorflow(page):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False False"
-
-
-def test_core_never_imports_streamlit():
-    modules = sorted(path.stem for path in (PROJECT_ROOT / "imgclf_core").glob("*.py") if path.stem != "__init__")
-    script = (
-        "import importlib, sys\n"
-        f"for name in {modules!r}: importlib.import_module('imgclf_core.' + name)\n"
-        "print('streamlit' in sys.modules)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
-    assert "pipeline" in modules

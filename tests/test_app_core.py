@@ -15,13 +15,15 @@ import pytest
 from helpers import png_bytes, write
 from PIL import Image
 
-from imgclf_core import runs, settings
-from imgclf_core.archive import ArchiveError, extract_dataset_zip
+from imgclf_core.training import runs
+
+from imgclf_core import settings
+from imgclf_core.data.archive import ArchiveError, extract_dataset_zip
 from imgclf_core.config import RunConfig, TrainingConfig
-from imgclf_core.dataset import scan_dataset
-from imgclf_core.dataset_report import dataset_health_warnings, mode_distribution, size_distribution
+from imgclf_core.data.dataset import scan_dataset
+from imgclf_core.data.dataset_report import dataset_health_warnings, mode_distribution, size_distribution
 from imgclf_core.fileio import user_config_dir
-from imgclf_core.thumbnails import make_thumbnail, thumbnail_file
+from imgclf_core.data.thumbnails import make_thumbnail, thumbnail_file
 
 
 def zip_of(entries: dict[str, bytes], symlinks: dict[str, str] | None = None) -> io.BytesIO:

@@ -17,11 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from bench_audit import copy_with_flipped_labels  # noqa: E402  (the benchmark plants errors the same way)
 
-from imgclf_core import audit  # noqa: E402
-from imgclf_core.audit import (  # noqa: E402
+from imgclf_core.inspection import audit  # noqa: E402
+from imgclf_core.inspection.audit import (  # noqa: E402
     AUDIT_PHASES, AuditReport, duplicate_group_notes, out_of_fold_probabilities, rank_suspects, stratified_folds,
 )
-from imgclf_core.dataset import ImageRecord, scan_dataset  # noqa: E402
+from imgclf_core.data.dataset import ImageRecord, scan_dataset  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "fashion_mnist"
 PER_CLASS = 30
@@ -189,7 +189,7 @@ def test_audit_page_shows_suspects_duplicates_and_map_and_relabels_through_the_j
 
 def pixel_embed(root, records, progress):
     """A stand-in for the ImageNet backbone: each image's 28 x 28 grayscale pixels (real signal, no TensorFlow)."""
-    from imgclf_core.images import decode_image
+    from imgclf_core.data.images import decode_image
 
     vectors = {}
     for done, record in enumerate(records, 1):
@@ -241,7 +241,7 @@ def test_a_warm_audit_never_imports_tensorflow(small_planted, pixel_embeddings):
     """Near-duplicate thumbnails used to be decoded through the TensorFlow pipeline module (4 s to import)."""
     root, _ = small_planted
     audit.audit_dataset(scan_dataset(root))  # fills the embeddings and thumbnails caches
-    script = ("import sys; from imgclf_core.audit import audit_dataset; from imgclf_core.dataset import scan_dataset;"
+    script = ("import sys; from imgclf_core.inspection.audit import audit_dataset; from imgclf_core.data.dataset import scan_dataset;"
               f"report = audit_dataset(scan_dataset({str(root)!r}));"
               "print(len(report.suspects), 'tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
@@ -251,7 +251,7 @@ def test_a_warm_audit_never_imports_tensorflow(small_planted, pixel_embeddings):
 
 
 def test_near_duplicate_thumbnails_are_decoded_once_per_content(small_planted, pixel_embeddings, monkeypatch):
-    from imgclf_core import images
+    from imgclf_core.data import images
 
     root, _ = small_planted
     index = scan_dataset(root)

@@ -18,7 +18,7 @@ from PIL import Image
 from test_audit import SAMPLE, copy_with_flipped_labels, pixel_embeddings  # noqa: F401 (a fixture)
 from test_pages import metrics, open_page
 
-from imgclf_core.audit import AUDIT_PHASES
+from imgclf_core.inspection.audit import AUDIT_PHASES
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "app_pages/audit.py"

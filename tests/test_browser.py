@@ -102,7 +102,7 @@ def test_journey_upload_three_photos_and_a_corrupt_file_and_download_the_csv(tmp
 
 
 def imagenet_names() -> list[str]:
-    from imgclf_core.efficientnet_lite import imagenet_class_names
+    from imgclf_core.models.efficientnet_lite import imagenet_class_names
 
     return imagenet_class_names()
 
@@ -273,7 +273,7 @@ def test_two_sessions_train_and_predict_at_once_without_getting_in_each_others_w
     from PIL import Image
     from skimage import data as skimage_data
 
-    from imgclf_core import runs
+    from imgclf_core.training import runs
 
     photo = tmp_path / "coffee.jpg"
     Image.fromarray(skimage_data.coffee()).save(photo, quality=92)
@@ -318,9 +318,9 @@ def trained_template(tmp_path_factory) -> tuple[Path, Path]:
     """A copy of the sample data (with its inbox beside it) and a small_cnn trained on it for 2 epochs, once."""
     import shutil
 
-    from imgclf_core import runs
+    from imgclf_core.training import runs
     from imgclf_core.config import DataConfig, RunConfig, TrainingConfig
-    from imgclf_core.training import train_run
+    from imgclf_core.training.trainer import train_run
 
     base = tmp_path_factory.mktemp("trained")
     data = Path(shutil.copytree(SAMPLE, base / "fashion"))
@@ -423,8 +423,8 @@ def test_audit_page_in_the_browser(tmp_path):
 def test_journey_split_layout_photos_train_with_the_defaults_and_classify_an_upload(tmp_path):
     """Phone photos in train/validation/test folders: see the splits, train on the recommended settings,
     classify an upload with the usable model while fine-tuning goes on, then see the held-out test figures."""
-    from imgclf_core import runs
-    from imgclf_core.synthetic_photos import write_photo_folder
+    from imgclf_core.training import runs
+    from imgclf_core.data.synthetic_photos import write_photo_folder
 
     data = tmp_path / "photos"
     write_photo_folder(data, classes=3, splits={"train": 12, "validation": 4, "test": 4}, size=(1600, 1200), seed=3)
@@ -535,7 +535,7 @@ def stop_trainers(runs_dir: Path) -> None:
     """Stop any trainer a failed journey left running (it is its own process session, not the server's child)."""
     import signal
 
-    from imgclf_core import runs
+    from imgclf_core.training import runs
 
     for run_dir in runs.list_runs(runs_dir):
         status = runs.read_status(run_dir)

@@ -16,7 +16,7 @@ from PIL import Image
 
 pytest.importorskip("tensorflow")
 
-from imgclf_core.predict import Predictor  # noqa: E402
+from imgclf_core.inspection.predict import Predictor  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +130,7 @@ def test_two_app_sessions_share_one_cached_predictor_and_agree(run_dir, tmp_path
     from test_pages import open_page
 
     from imgclf_app import model_state
-    from imgclf_core import runs
+    from imgclf_core.training import runs
 
     data = tmp_path / "data"
     for label in ("circle", "square"):

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from imgclf_core.thumbnails import display_array
+from imgclf_core.data.thumbnails import display_array
 
 
 def png(pixels: np.ndarray) -> bytes:

@@ -21,8 +21,8 @@ from PIL import Image
 keras = pytest.importorskip("keras")
 skimage_data = pytest.importorskip("skimage.data")
 
-from imgclf_core import efficientnet_lite
-from imgclf_core.efficientnet_lite import (
+from imgclf_core.models import efficientnet_lite
+from imgclf_core.models.efficientnet_lite import (
     BLOCK_NAMES,
     HEAD_LAYER_NAMES,
     LAST_CONV_LAYER,
@@ -37,8 +37,8 @@ from imgclf_core.efficientnet_lite import (
     load_efficientnet_lite0_weights,
     weights_cache_path,
 )
-from imgclf_core.images import decode_image
-from imgclf_core.torch_weights import (
+from imgclf_core.data.images import decode_image
+from imgclf_core.models.torch_weights import (
     LEGACY_MAGIC_NUMBER,
     LEGACY_PROTOCOL_VERSION,
     CheckpointError,

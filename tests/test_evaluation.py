@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from imgclf_core.evaluation import (
+from imgclf_core.training.evaluation import (
     confusion_matrix_difference,
     evaluate_predictions,
     read_predictions_csv,

@@ -19,9 +19,13 @@ from test_pages import open_page
 
 from imgclf_app.export_view import export_zip
 
-from imgclf_core import cli, export, runs
-from imgclf_core.export import ExportError, ExportParityError, export_run
-from imgclf_core.mistakes import read_run_predictions
+from imgclf_core import cli
+
+from imgclf_core.export import exporter as export
+
+from imgclf_core.training import runs
+from imgclf_core.export.exporter import ExportError, ExportParityError, export_run
+from imgclf_core.inspection.mistakes import read_run_predictions
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +46,7 @@ def trained_template(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(trained_template):
-    from imgclf_core.predict import Predictor
+    from imgclf_core.inspection.predict import Predictor
 
     return Predictor.from_run(trained_template)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imgclf_core import fashion_mnist
+from imgclf_core.data import fashion_mnist
 from imgclf_core.cli import main
-from imgclf_core.dataset import scan_dataset
-from imgclf_core.images import decode_image
+from imgclf_core.data.dataset import scan_dataset
+from imgclf_core.data.images import decode_image
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from imgclf_core import images
-from imgclf_core.images import ImageDecodeError, decode_image, decode_image_with_info, inspect_image
-from imgclf_core.synthetic_photos import PHOTO_CLASSES, write_photo_folder
+from imgclf_core.data import images
+from imgclf_core.data.images import ImageDecodeError, decode_image, decode_image_with_info, inspect_image
+from imgclf_core.data.synthetic_photos import PHOTO_CLASSES, write_photo_folder
 
 PHONE = (4032, 3024)
 # Worst case over 8 phone photos per size (4 classes x 2, 4032x3024, quality 90, seed 0), measured

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from helpers import png_bytes, shapes_tree, write
 
-from imgclf_core import runs
+from imgclf_core.training import runs
 from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
 from imgclf_core.fileio import TEMP_FILE_PREFIX
-from imgclf_core.relabel import RelabelJournal
+from imgclf_core.inspection.relabel import RelabelJournal
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -77,8 +77,8 @@ def fill_disk_leaving(folder: Path, free_bytes: int) -> None:
 def test_a_model_save_onto_a_full_disk_keeps_the_old_model_loadable_and_leaves_no_temp_file(small_filesystem):
     import keras
 
-    from imgclf_core.model_io import load_model_checked, save_model_atomically
-    from imgclf_core.models import create_model
+    from imgclf_core.models.model_io import load_model_checked, save_model_atomically
+    from imgclf_core.models.registry import create_model
 
     def model_with_seed(seed: int):
         keras.utils.set_random_seed(seed)
@@ -104,8 +104,8 @@ def test_a_model_save_onto_a_full_disk_keeps_the_old_model_loadable_and_leaves_n
 @pytest.mark.slow
 def test_training_onto_a_full_disk_fails_with_a_clear_status_and_keeps_the_last_model(small_filesystem, tmp_path):
     """The trainer cannot write its next checkpoint: the run says why, and the saved model still loads."""
-    from imgclf_core.model_io import load_model_checked
-    from imgclf_core.training import train_run
+    from imgclf_core.models.model_io import load_model_checked
+    from imgclf_core.training.trainer import train_run
 
     data = shapes_tree(tmp_path / "data", per_class=10)
     run_dir = small_filesystem / "run"
@@ -145,7 +145,7 @@ KILLED_TRAINER = """
     import os, signal, sys
     from pathlib import Path
     import imgclf_core.fileio as fileio
-    import imgclf_core.training as training
+    import imgclf_core.training.trainer as training
 
     run_dir, file_suffix, kill_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     real_write, writes = fileio.atomic_write_with, []
@@ -184,7 +184,7 @@ def shapes_data(tmp_path_factory) -> Path:
     ids=["model.keras", "checkpoint-weights", "checkpoint-state"],
 )
 def test_kill_9_while_writing_then_resume_finishes_with_no_half_written_file(shapes_data, tmp_path, file_suffix, kill_at):
-    from imgclf_core.model_io import load_model_checked
+    from imgclf_core.models.model_io import load_model_checked
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -231,7 +231,7 @@ def _history_epochs(run_dir: Path) -> list[int]:
 KILLED_MOVE = """
     import os, signal, sys
     from pathlib import Path
-    import imgclf_core.relabel as relabel
+    import imgclf_core.inspection.relabel as relabel
 
     root, point = sys.argv[1], sys.argv[2]
 

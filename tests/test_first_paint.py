@@ -30,9 +30,9 @@ HEAVY = ("tensorflow", "keras", "pandas", "pyarrow", "altair", "numpy", "PIL", "
 SHARED_MODULES = (
     "imgclf_app.dataset_state", "imgclf_app.views", "imgclf_app.charts", "imgclf_app.forms",
     "imgclf_app.model_state", "imgclf_app.errors",
-    "imgclf_core.dataset", "imgclf_core.images", "imgclf_core.thumbnails", "imgclf_core.config",
-    "imgclf_core.runs", "imgclf_core.settings", "imgclf_core.archive", "imgclf_core.fileio",
-    "imgclf_core.dataset_report", "imgclf_core.recommend", "imgclf_core.split",
+    "imgclf_core.data.dataset", "imgclf_core.data.images", "imgclf_core.data.thumbnails", "imgclf_core.config",
+    "imgclf_core.training.runs", "imgclf_core.settings", "imgclf_core.data.archive", "imgclf_core.fileio",
+    "imgclf_core.data.dataset_report", "imgclf_core.training.recommend", "imgclf_core.data.split",
 )
 
 

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from fuzz_decode import DecodeWorker, RandomChooser, mutate, refused_format_files, seed_files  # noqa: E402
 
-from imgclf_core import images  # noqa: E402
-from imgclf_core.images import ImageDecodeError, decode_image, decode_image_with_info  # noqa: E402
+from imgclf_core.data import images  # noqa: E402
+from imgclf_core.data.images import ImageDecodeError, decode_image, decode_image_with_info  # noqa: E402
 
 EXAMPLES = int(os.environ.get("IMGCLF_FUZZ_EXAMPLES", "3000"))
 # Reproducible by default, so a red CI run points at the change under test; the script explores.
@@ -223,7 +223,7 @@ def model_can_read(data: bytes, color_mode: str = "rgb") -> bool:
 
 
 def test_scan_indexes_or_skips_every_mutated_file_with_a_reason(mutated_tree):
-    from imgclf_core.dataset import scan_dataset
+    from imgclf_core.data.dataset import scan_dataset
 
     root, files = mutated_tree
     index = within_time_limit(lambda: scan_dataset(root, use_cache=False))
@@ -245,7 +245,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_predict_files_gives_one_error_line_per_unreadable_file_and_predicts_the_rest(mutated_tree, run_dir, tmp_path):
-    from imgclf_core.predict import Predictor
+    from imgclf_core.inspection.predict import Predictor
 
     root, files = mutated_tree
     predictor = Predictor.from_run(run_dir)
@@ -298,7 +298,7 @@ def test_predict_page_reports_each_bad_upload_by_name_and_classifies_the_rest(mu
 
     from test_pages import open_page
 
-    from imgclf_core import runs
+    from imgclf_core.training import runs
 
     root, files = mutated_tree
     page_run = shutil.copytree(run_dir, runs.default_runs_root() / "20260101-000000-small_cnn")

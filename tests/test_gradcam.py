@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgclf_core.overlay import colorize_heatmap, overlay_heatmap
+from imgclf_core.inspection.overlay import colorize_heatmap, overlay_heatmap
 
 tf = pytest.importorskip("tensorflow")
 
 import keras  # noqa: E402
 
 from imgclf_core.config import ModelConfig  # noqa: E402
-from imgclf_core.gradcam import GradCam, make_gradcam_heatmap  # noqa: E402
-from imgclf_core.models import create_model, last_conv_layer_name  # noqa: E402
+from imgclf_core.inspection.gradcam import GradCam, make_gradcam_heatmap  # noqa: E402
+from imgclf_core.models.registry import create_model, last_conv_layer_name  # noqa: E402
 
 REGISTRY_CASES = [("small_cnn", 32, 3), ("seed_cnn", 28, 1), ("mobilenet_v2", 32, 3)]
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf_core import images
-from imgclf_core.images import ImageDecodeError, decode_image, decode_image_with_info
+from imgclf_core.data import images
+from imgclf_core.data.images import ImageDecodeError, decode_image, decode_image_with_info
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 

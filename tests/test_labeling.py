@@ -7,10 +7,10 @@ import pytest
 from helpers import SHAPES, png_bytes, write
 from test_pages import metrics, open_page
 
-from imgclf_core.labeling import (
+from imgclf_core.inspection.labeling import (
     DEFAULT_ORDER, ORDERS, default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes, top_suggestion,
 )
-from imgclf_core.relabel import QUARANTINE, RelabelJournal
+from imgclf_core.inspection.relabel import QUARANTINE, RelabelJournal
 
 
 def test_default_inbox_prefers_the_dataset_inbox_then_one_beside_it(tmp_path):
@@ -63,8 +63,8 @@ def test_least_sure_first_is_the_default_order_and_the_top_suggestion_reads_one_
 @pytest.mark.slow
 def test_suggestions_are_probabilities_and_nan_for_an_unreadable_file(tmp_path):
     from imgclf_core.config import ModelConfig
-    from imgclf_core.models import create_model
-    from imgclf_core.predict import Predictor
+    from imgclf_core.models.registry import create_model
+    from imgclf_core.inspection.predict import Predictor
 
     inbox = tmp_path / "inbox"
     paths = [write(inbox, "a.png", png_bytes(1, (20, 20))), write(inbox, "b.png", b"broken")]

@@ -9,11 +9,11 @@ import pytest
 from helpers import shapes_tree
 from PIL import Image
 
-from imgclf_core import runs
+from imgclf_core.training import runs
 from imgclf_core.config import RunConfig
-from imgclf_core.evaluation import write_predictions_csv
-from imgclf_core.mistakes import cell_predictions, largest_confusions, read_run_predictions, top_losses
-from imgclf_core.overlay import OVERLAY_MAX_SIDE, display_image
+from imgclf_core.training.evaluation import write_predictions_csv
+from imgclf_core.inspection.mistakes import cell_predictions, largest_confusions, read_run_predictions, top_losses
+from imgclf_core.inspection.overlay import OVERLAY_MAX_SIDE, display_image
 
 NAMES = ["cat", "dog", "fox"]
 
@@ -71,9 +71,9 @@ def test_display_image_shrinks_large_photos_and_enlarges_small_ones_by_whole_pix
 
 def test_class_average_gradcam_is_a_normalised_heatmap_and_a_mean_image(tmp_path):
     from imgclf_core.config import ModelConfig
-    from imgclf_core.mistakes import class_average_gradcam
-    from imgclf_core.models import create_model
-    from imgclf_core.predict import Predictor
+    from imgclf_core.inspection.mistakes import class_average_gradcam
+    from imgclf_core.models.registry import create_model
+    from imgclf_core.inspection.predict import Predictor
 
     data = shapes_tree(tmp_path / "data", per_class=4)
     model = create_model(ModelConfig(name="small_cnn"), num_classes=3, image_size=16, channels=1)

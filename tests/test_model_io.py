@@ -14,13 +14,13 @@ pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from imgclf_core.config import DataConfig, ModelConfig, RunConfig, config_to_dict  # noqa: E402
-from imgclf_core.model_io import (  # noqa: E402
+from imgclf_core.models.model_io import (  # noqa: E402
     load_model_checked,
     load_run_model,
     read_run_config,
     save_model_atomically,
 )
-from imgclf_core.models import ModelError, create_model  # noqa: E402
+from imgclf_core.models.registry import ModelError, create_model  # noqa: E402
 
 IMAGE_SIZE = 28
 CLASS_NAMES = ["ant", "bee", "cat"]

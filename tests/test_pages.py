@@ -12,7 +12,7 @@ import pytest
 from helpers import png_bytes, shapes_tree, write
 from streamlit.testing.v1 import AppTest
 
-from imgclf_core import runs
+from imgclf_core.training import runs
 from imgclf_core.fileio import user_data_dir
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")

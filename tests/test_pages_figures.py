@@ -10,7 +10,7 @@ from test_app_core import fake_run
 from test_pages import open_page
 from test_pages_splits import evaluation
 
-from imgclf_core import runs
+from imgclf_core.training import runs
 
 
 def finished_run_with_an_evaluation(tmp_path):

@@ -13,10 +13,10 @@ from test_app_core import fake_run
 from test_pages import metrics, open_page
 
 from imgclf_app.views import accuracy_text
-from imgclf_core import runs
+from imgclf_core.training import runs
 from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
-from imgclf_core.dataset import scan_dataset
-from imgclf_core.models import suggested_input
+from imgclf_core.data.dataset import scan_dataset
+from imgclf_core.models.registry import suggested_input
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -269,7 +269,7 @@ def split_shapes_tree(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def split_run_template(tmp_path_factory) -> tuple[Path, Path]:
     """(run folder, dataset) of a small_cnn trained for 2 epochs on split shapes: trained once per module."""
-    from imgclf_core.training import train_run
+    from imgclf_core.training.trainer import train_run
 
     base = tmp_path_factory.mktemp("split-template")
     data = split_shapes_tree(base / "data")

@@ -8,7 +8,7 @@ from helpers import png_bytes
 from streamlit.proto.LabelVisibility_pb2 import LabelVisibility
 from test_pages import open_page
 
-from imgclf_core.relabel import QUARANTINE, RelabelJournal
+from imgclf_core.inspection.relabel import QUARANTINE, RelabelJournal
 
 
 def page_order(app) -> list[str]:

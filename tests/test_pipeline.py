@@ -8,16 +8,16 @@ from PIL import Image
 
 pytest.importorskip("tensorflow")
 
-import imgclf_core.pipeline as pipeline  # noqa: E402
+import imgclf_core.data.pipeline as pipeline  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from imgclf_core.augmentation import (  # noqa: E402
+from imgclf_core.data.augmentation import (  # noqa: E402
     RandomGeometry,
     make_augmenter,
     preview_augmentations,
     resample_bilinear,
 )
 from imgclf_core.config import NO_AUGMENTATION, AugmentationConfig, DataConfig  # noqa: E402
-from imgclf_core.dataset import DatasetError, scan_dataset  # noqa: E402
+from imgclf_core.data.dataset import DatasetError, scan_dataset  # noqa: E402
 
 CLASS_VALUES = {"dark": 40, "light": 210}
 

@@ -18,10 +18,10 @@ import keras  # noqa: E402
 
 from imgclf_core import cli  # noqa: E402
 from imgclf_core.config import DataConfig, ModelConfig, RunConfig, config_to_dict  # noqa: E402
-from imgclf_core.images import decode_image  # noqa: E402
-from imgclf_core.model_io import save_model_atomically  # noqa: E402
-from imgclf_core.models import create_model  # noqa: E402
-from imgclf_core.predict import Predictor, top_k_labels  # noqa: E402
+from imgclf_core.data.images import decode_image  # noqa: E402
+from imgclf_core.models.model_io import save_model_atomically  # noqa: E402
+from imgclf_core.models.registry import create_model  # noqa: E402
+from imgclf_core.inspection.predict import Predictor, top_k_labels  # noqa: E402
 
 CLASS_NAMES = ["circle", "square", "triangle"]
 IMAGE_SIZE = 32
@@ -193,7 +193,7 @@ def test_predict_files_never_overwrites_an_overlay_of_the_same_stem(tmp_path, pr
 
 
 def test_imagenet_predictor_classifies_with_1000_names():
-    pytest.importorskip("imgclf_core.efficientnet_lite", reason="imgclf_core/efficientnet_lite.py not written yet")
+    pytest.importorskip("imgclf_core.models.efficientnet_lite", reason="imgclf_core/models/efficientnet_lite.py not written yet")
     try:
         predictor = Predictor.imagenet()
     except (FileNotFoundError, ImportError) as error:

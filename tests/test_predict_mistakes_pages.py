@@ -12,8 +12,8 @@ from helpers import SHAPES, copy_run_with_its_data, png_bytes, shapes_tree, trai
 from PIL import Image
 from test_pages import metrics, open_page
 
-from imgclf_core import runs
-from imgclf_core.relabel import QUARANTINE, RelabelJournal, describe_move
+from imgclf_core.training import runs
+from imgclf_core.inspection.relabel import QUARANTINE, RelabelJournal, describe_move
 
 pytestmark = pytest.mark.slow
 
@@ -107,7 +107,7 @@ def test_predict_page_classifies_uploads_and_reports_a_corrupt_one(trained):
 def test_predict_page_classifies_with_an_uploaded_model_and_refuses_unsafe_or_broken_ones(trained, tmp_path):
     import keras
 
-    from imgclf_core.predict import Predictor
+    from imgclf_core.inspection.predict import Predictor
 
     run_dir, data = trained
     app = open_page("app_pages/predict.py", data)
@@ -192,7 +192,7 @@ def test_mistakes_page_shows_the_matrix_and_a_cell_gallery_and_relabel_undo_rest
 
 
 def test_mistakes_gallery_draws_each_image_crisp_beside_its_gradcam_and_top_losses_by_loss(trained, monkeypatch):
-    from imgclf_core.mistakes import read_run_predictions, top_losses
+    from imgclf_core.inspection.mistakes import read_run_predictions, top_losses
 
     run_dir, data = trained
     stored = media_files(monkeypatch)
@@ -217,7 +217,7 @@ def test_mistakes_gallery_draws_each_image_crisp_beside_its_gradcam_and_top_loss
 
 
 def test_mistakes_undo_sits_under_the_message_under_the_moved_image_and_walks_only_this_pages_moves(trained):
-    from imgclf_core.mistakes import read_run_predictions
+    from imgclf_core.inspection.mistakes import read_run_predictions
 
     run_dir, data = trained
     journal = RelabelJournal(data)
@@ -323,8 +323,8 @@ def test_label_page_accepts_the_models_suggestion_orders_the_inbox_and_bulk_acce
 def test_label_page_with_a_model_shows_the_least_sure_image_first_and_suggestions_in_the_grid(trained):
     from helpers import write
 
-    from imgclf_core.labeling import inbox_images, inbox_order, suggest_classes
-    from imgclf_core.predict import Predictor
+    from imgclf_core.inspection.labeling import inbox_images, inbox_order, suggest_classes
+    from imgclf_core.inspection.predict import Predictor
 
     run_dir, data = trained
     for shape in SHAPES:

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from helpers import png_bytes, shapes_tree, write
-from imgclf_core.dataset import DatasetError, TEST, TRAIN, VALIDATION, scan_dataset
-from imgclf_core.recommend import recommend_settings
-from imgclf_core.relabel import RelabelJournal
-from imgclf_core.split import check_trainable_classes, split_records
+from imgclf_core.data.dataset import DatasetError, TEST, TRAIN, VALIDATION, scan_dataset
+from imgclf_core.training.recommend import recommend_settings
+from imgclf_core.inspection.relabel import RelabelJournal
+from imgclf_core.data.split import check_trainable_classes, split_records
 
 
 def split_tree(root: Path, counts: dict[str, dict[str, int]], seed: int = 0) -> Path:
@@ -176,9 +176,9 @@ def colour_split_tree(root: Path, per_split: dict[str, int], size: int = 40) -> 
 @pytest.mark.slow
 def test_default_cli_run_on_a_split_dataset_trains_the_head_on_features_and_reports_the_test_split(tmp_path):
     """No --model: the recommended pretrained model; a usable model from features; validation and test figures."""
-    from imgclf_core import runs
-    from imgclf_core.features import feature_cache_file, feature_cache_key
-    from imgclf_core.predict import Predictor
+    from imgclf_core.training import runs
+    from imgclf_core.models.features import feature_cache_file, feature_cache_key
+    from imgclf_core.inspection.predict import Predictor
 
     data = colour_split_tree(tmp_path / "data", {"train": 8, "validation": 3, "test": 3})
     run_dir = tmp_path / "run"
@@ -211,11 +211,11 @@ def test_default_cli_run_on_a_split_dataset_trains_the_head_on_features_and_repo
 @pytest.mark.slow
 def test_head_on_features_writes_a_usable_model_whose_grad_cam_works_and_a_stopped_fine_tune_resumes(tmp_path):
     """The features stage leaves a loadable model; a stop during fine-tuning resumes after it, not from scratch."""
-    from imgclf_core import runs
+    from imgclf_core.training import runs
     from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
-    from imgclf_core.model_io import load_run_model
-    from imgclf_core.predict import Predictor
-    from imgclf_core.training import StopRequest, train_run
+    from imgclf_core.models.model_io import load_run_model
+    from imgclf_core.inspection.predict import Predictor
+    from imgclf_core.training.trainer import StopRequest, train_run
 
     data = colour_split_tree(tmp_path / "data", {"train": 6})
     run_dir = tmp_path / "run"
@@ -254,11 +254,11 @@ def test_the_audit_and_a_pretrained_run_at_224_px_share_one_features_cache(tmp_p
     """Same key, and the audit's ImageNet embedding is the training model's feature output, vector for vector."""
     import keras
 
-    from imgclf_core import audit
+    from imgclf_core.inspection import audit
     from imgclf_core.config import ModelConfig
-    from imgclf_core.features import compiled_embed_function, feature_cache_key
-    from imgclf_core.images import decode_image
-    from imgclf_core.models import create_model, feature_layer_name
+    from imgclf_core.models.features import compiled_embed_function, feature_cache_key
+    from imgclf_core.data.images import decode_image
+    from imgclf_core.models.registry import create_model, feature_layer_name
 
     assert audit.AUDIT_FEATURES_KEY == feature_cache_key("efficientnet_lite0", 224, "rgb", "imagenet")
     assert feature_cache_key("efficientnet_lite0", 224, "rgb", "none") is None  # random weights: nothing cached
@@ -274,7 +274,7 @@ def test_the_audit_and_a_pretrained_run_at_224_px_share_one_features_cache(tmp_p
 
 def test_features_computed_before_a_crash_are_kept_in_the_cache(tmp_path, monkeypatch):
     """A long extraction saves the cache as it goes: what was computed before a failure is not computed again."""
-    from imgclf_core import features
+    from imgclf_core.models import features
     from imgclf_core.config import DataConfig
 
     monkeypatch.setattr(features, "DECODE_CHUNK", 4)

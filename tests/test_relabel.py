@@ -8,7 +8,7 @@ import os
 import pytest
 from helpers import png_bytes, write
 
-from imgclf_core.relabel import JOURNAL_FOLDER, JOURNAL_NAME, QUARANTINE, RelabelError, RelabelJournal
+from imgclf_core.inspection.relabel import JOURNAL_FOLDER, JOURNAL_NAME, QUARANTINE, RelabelError, RelabelJournal
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_a_journal_line_cut_short_by_a_crash_is_ignored(dataset):
 
 
 def test_the_scan_does_not_see_the_journal_or_quarantine_as_classes(dataset):
-    from imgclf_core.dataset import scan_dataset
+    from imgclf_core.data.dataset import scan_dataset
 
     RelabelJournal(dataset).move("cat/0.png", QUARANTINE)
     index = scan_dataset(dataset)
@@ -318,7 +318,7 @@ def test_an_older_journal_without_origins_still_reads_and_its_moves_are_shared(d
 
 def test_describe_move_names_the_file_and_both_folders(dataset):
     journal = RelabelJournal(dataset)
-    from imgclf_core.relabel import describe_move
+    from imgclf_core.inspection.relabel import describe_move
 
     assert describe_move(journal.move("cat/0.png", "dog")) == "move 0.png from cat to dog (as 0-2.png)"
     assert describe_move(journal.move("cat/1.png", QUARANTINE)) == f"move 1.png from cat to {QUARANTINE}"

@@ -14,9 +14,10 @@ from PIL import Image
 
 from helpers import png_bytes, write
 
-import imgclf_core.dataset
-from imgclf_core import dataset, images
-from imgclf_core.dataset import DatasetError, SkippedFile, scan_dataset
+import imgclf_core.data.dataset
+from imgclf_core.data import dataset
+from imgclf_core.data import images
+from imgclf_core.data.dataset import DatasetError, SkippedFile, scan_dataset
 
 
 # ---------------------------------------------------------------- tree makers
@@ -289,13 +290,13 @@ def test_progress_reports_every_file_done(tmp_path):
 def decode_calls(monkeypatch):
     """Count the decoder calls the scanner makes (proof that a warm scan reads no image)."""
     calls: list[int] = []
-    original = imgclf_core.dataset.inspect_image
+    original = imgclf_core.data.dataset.inspect_image
 
     def counting_decode(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(imgclf_core.dataset, "inspect_image", counting_decode)
+    monkeypatch.setattr(imgclf_core.data.dataset, "inspect_image", counting_decode)
     return calls
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from helpers import png_bytes, write
 
-from imgclf_core.dataset import DatasetIndex, scan_dataset
-from imgclf_core.split import split_by_content_hash
+from imgclf_core.data.dataset import DatasetIndex, scan_dataset
+from imgclf_core.data.split import split_by_content_hash
 
 CLASS_SIZES = {"ants": 40, "bees": 20, "cicadas": 5, "dragonflies": 2, "earwigs": 1}
 

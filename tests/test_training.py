@@ -17,7 +17,7 @@ pytest.importorskip("tensorflow")
 
 import keras  # noqa: E402
 
-from imgclf_core import runs  # noqa: E402
+from imgclf_core.training import runs  # noqa: E402
 from imgclf_core.config import (  # noqa: E402
     NO_AUGMENTATION,
     AugmentationConfig,
@@ -26,9 +26,9 @@ from imgclf_core.config import (  # noqa: E402
     RunConfig,
     TrainingConfig,
 )
-from imgclf_core.model_io import load_model_checked  # noqa: E402
-from imgclf_core.models import MODEL_REGISTRY, ModelError, create_model, last_conv_layer_name  # noqa: E402
-from imgclf_core.training import class_weights, train_run  # noqa: E402
+from imgclf_core.models.model_io import load_model_checked  # noqa: E402
+from imgclf_core.models.registry import MODEL_REGISTRY, ModelError, create_model, last_conv_layer_name  # noqa: E402
+from imgclf_core.training.trainer import class_weights, train_run  # noqa: E402
 from helpers import SHAPES, shapes_tree  # noqa: E402
 
 def make_run(tmp_path: Path, data_dir: Path, name: str = "run", **training) -> Path:

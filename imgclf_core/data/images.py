@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Union
 
+from imgclf_core.config import COLOR_MODES
+
 # numpy and Pillow are bound by _import_decoders() when the first image is read, not imported here:
 # every app page imports this module (through the scanner and the configs) before it draws its
 # title, and the two cost a few tenths of a second on a busy machine.
@@ -29,7 +31,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".
 # 64 megapixels covers phone and DSLR photos; a bigger header is far more often a bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
-COLOR_MODES = ("rgb", "grayscale")
 WHITE = (255, 255, 255)
 # EXIF orientations that transpose the stored pixels (width and height trade places when applied).
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from imgclf_core.config import RunConfig, run_config_from_dict
 from imgclf_core.fileio import atomic_write_with
-from imgclf_core.models import ModelError
+from imgclf_core.models.registry import ModelError
 
 if TYPE_CHECKING:
     import keras

@@ -32,8 +32,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from imgclf_core.config import DataConfig
-from imgclf_core.dataset import DatasetError, DatasetIndex, ImageRecord
-from imgclf_core.features import (
+from imgclf_core.data.dataset import DatasetError, DatasetIndex, ImageRecord
+from imgclf_core.models.features import (
     feature_cache_file, feature_cache_key, load_feature_cache, save_feature_cache, unique_by_hash,
 )
 
@@ -171,7 +171,7 @@ def embedding_cache_file() -> Path:
 
 
 def _embed_records(root: Path, records: list[ImageRecord], progress: ProgressCallback | None) -> dict[str, np.ndarray]:
-    from imgclf_core.features import embed_records
+    from imgclf_core.models.features import embed_records
 
     data_config = DataConfig(image_size=EMBEDDING_IMAGE_SIZE, color_mode="rgb", cache="memory")
     return embed_records(root, records, data_config, _embedding_function(), progress)
@@ -184,8 +184,8 @@ def _embedding_function():
     import_tensorflow_quietly()  # only images not embedded yet need TensorFlow: a warm audit never loads it
     import keras
 
-    from imgclf_core.efficientnet_lite import HEAD_LAYER_NAMES, imagenet_efficientnet_lite0
-    from imgclf_core.features import compiled_embed_function
+    from imgclf_core.models.efficientnet_lite import HEAD_LAYER_NAMES, imagenet_efficientnet_lite0
+    from imgclf_core.models.features import compiled_embed_function
 
     full = imagenet_efficientnet_lite0(EMBEDDING_IMAGE_SIZE, channels=3)
     backbone = keras.Model(full.inputs, full.get_layer(HEAD_LAYER_NAMES[0]).output)
@@ -351,7 +351,7 @@ def thumbnail_vectors(root: str | os.PathLike, records: Sequence[ImageRecord],
 
     Raises DatasetError when a file can no longer be read (it changed after the scan).
     """
-    from imgclf_core.images import ImageDecodeError, decode_image
+    from imgclf_core.data.images import ImageDecodeError, decode_image
     from imgclf_core.parallel import decode_thread_count, map_in_threads
 
     cache_file = feature_cache_file(THUMBNAILS_KEY)

@@ -17,13 +17,13 @@ import keras
 from PIL import Image
 
 from imgclf_core.config import DataConfig
-from imgclf_core.dataset import DatasetIndex
+from imgclf_core.data.dataset import DatasetIndex
 from imgclf_core.fileio import atomic_write_with
-from imgclf_core.gradcam import GradCam
-from imgclf_core.images import ImageDecodeError, decode_image, read_image_bytes
-from imgclf_core.models import ModelError
-from imgclf_core.overlay import display_image, overlay_heatmap
-from imgclf_core.pipeline import decode_records
+from imgclf_core.inspection.gradcam import GradCam
+from imgclf_core.data.images import ImageDecodeError, decode_image, read_image_bytes
+from imgclf_core.models.registry import ModelError
+from imgclf_core.inspection.overlay import display_image, overlay_heatmap
+from imgclf_core.data.pipeline import decode_records
 
 ProgressCallback = Callable[[int, int], None]
 DEFAULT_BATCH_SIZE = 64
@@ -57,7 +57,7 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> "Predictor":
         """The best model of a run folder."""
-        from imgclf_core.model_io import load_run_model
+        from imgclf_core.models.model_io import load_run_model
 
         model, class_names, run_config = load_run_model(run_dir)
         return cls(model, class_names, run_config.data.image_size, run_config.data.color_mode)
@@ -70,7 +70,7 @@ class Predictor:
 
         Image size and colour mode come from the model's input; without class names, classes are numbered.
         """
-        from imgclf_core.model_io import load_model_checked
+        from imgclf_core.models.model_io import load_model_checked
 
         names = list(class_names) if class_names else None
         model = load_model_checked(path, expected_num_classes=len(names) if names else None, max_bytes=max_bytes)
@@ -84,7 +84,7 @@ class Predictor:
     @classmethod
     def imagenet(cls) -> "Predictor":
         """The built-in offline ImageNet classifier: EfficientNet-Lite0, 1000 classes, 224 px RGB."""
-        from imgclf_core.efficientnet_lite import imagenet_class_names, imagenet_efficientnet_lite0
+        from imgclf_core.models.efficientnet_lite import imagenet_class_names, imagenet_efficientnet_lite0
 
         model = imagenet_efficientnet_lite0(IMAGENET_IMAGE_SIZE, channels=3)
         return cls(model, imagenet_class_names(), IMAGENET_IMAGE_SIZE, "rgb")

@@ -4,7 +4,7 @@
 a `tf.function` with a batch-agnostic input signature, so repeated calls reuse one trace.
 The class score is the pre-softmax logit when the output layer is a softmax Dense (as in every
 registry model): the softmax probability saturates near 1 and would give near-zero gradients.
-Drawing the heatmap on the image is `imgclf_core.overlay`'s job.
+Drawing the heatmap on the image is `imgclf_core.inspection.overlay`'s job.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from imgclf_core.models import OUTPUT_LAYER, last_conv_layer_name
+from imgclf_core.models.registry import OUTPUT_LAYER, last_conv_layer_name
 
 
 class GradCam:

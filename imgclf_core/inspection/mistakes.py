@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from imgclf_core.evaluation import read_predictions_csv
+from imgclf_core.training.evaluation import read_predictions_csv
 
 
 def read_run_predictions(run_dir: str | os.PathLike, split: str = "validation") -> list[dict] | None:

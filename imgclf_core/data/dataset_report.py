@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from imgclf_core.dataset import DatasetIndex
+from imgclf_core.data.dataset import DatasetIndex
 
 IMBALANCE_WARNING_RATIO = 3.0
 TINY_CLASS_IMAGES = 10

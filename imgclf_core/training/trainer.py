@@ -30,15 +30,15 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from imgclf_core import runs
+from imgclf_core.training import runs
 from imgclf_core.config import RunConfig
-from imgclf_core.dataset import TEST, VALIDATION, DatasetError, scan_dataset
+from imgclf_core.data.dataset import TEST, VALIDATION, DatasetError, scan_dataset
 from imgclf_core.fileio import atomic_write_json, atomic_write_with, remove_stale_temp_files
-from imgclf_core.feature_head import FeatureSplit, batch_totals, train_head_on_features
-from imgclf_core.features import cached_features, compiled_embed_function, feature_cache_key
-from imgclf_core.models import MODEL_REGISTRY, create_model, feature_layer_name, set_trainable_top
-from imgclf_core.pipeline import TrainingData, build_training_data, encode_labels
-from imgclf_core.split import SplitRecords, check_trainable_classes, split_records
+from imgclf_core.training.feature_head import FeatureSplit, batch_totals, train_head_on_features
+from imgclf_core.models.features import cached_features, compiled_embed_function, feature_cache_key
+from imgclf_core.models.registry import MODEL_REGISTRY, create_model, feature_layer_name, set_trainable_top
+from imgclf_core.data.pipeline import TrainingData, build_training_data, encode_labels
+from imgclf_core.data.split import SplitRecords, check_trainable_classes, split_records
 
 HEAD, FINE_TUNE, FULL = "head", "fine_tune", "full"
 # Inverse-frequency class weights kick in ("auto") above this largest/smallest class ratio.
@@ -541,8 +541,8 @@ class _Loop:
 
 def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
     """evaluation.json (a section per split) and predictions.csv of the run's best model on its held-out images."""
-    from imgclf_core.evaluation import evaluate_predictions, write_predictions_csv
-    from imgclf_core.model_io import load_model_checked
+    from imgclf_core.training.evaluation import evaluate_predictions, write_predictions_csv
+    from imgclf_core.models.model_io import load_model_checked
 
     held_out = [(split, dataset, records) for split, dataset, records in (
         (VALIDATION, data.validation, data.validation_records), (TEST, data.test, data.test_records),

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgclf_core.fileio import atomic_write_bytes, user_cache_dir
-from imgclf_core.images import decode_image
+from imgclf_core.data.images import decode_image
 
 # numpy and Pillow are imported when a thumbnail is made, not here: the app's pages import this
-# module before they draw their title (see imgclf_core.images).
+# module before they draw their title (see imgclf_core.data.images).
 if TYPE_CHECKING:
     import numpy as np
 

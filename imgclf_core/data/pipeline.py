@@ -18,13 +18,13 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from imgclf_core.augmentation import make_geometry_layer, make_photometric_layers
+from imgclf_core.data.augmentation import make_geometry_layer, make_photometric_layers
 from imgclf_core.config import AugmentationConfig, DataConfig
-from imgclf_core.dataset import DatasetError, DatasetIndex, ImageRecord
+from imgclf_core.data.dataset import DatasetError, DatasetIndex, ImageRecord
 from imgclf_core.fileio import user_cache_dir
-from imgclf_core.images import ImageDecodeError, decode_image
+from imgclf_core.data.images import ImageDecodeError, decode_image
 from imgclf_core.parallel import decode_thread_count, map_in_threads
-from imgclf_core.split import SplitRecords, check_trainable_classes, split_records
+from imgclf_core.data.split import SplitRecords, check_trainable_classes, split_records
 
 ProgressCallback = Callable[[int, int], None]
 # Above this many bytes of decoded pixels, "auto" keeps the arrays in an on-disk store.

@@ -39,9 +39,9 @@ import numpy as np
 from imgclf_core import __version__
 from imgclf_core.config import RunConfig, config_to_dict
 from imgclf_core.fileio import fsync_folder
-from imgclf_core.mistakes import read_run_predictions
-from imgclf_core.model_io import MODEL_FILE_NAME, read_run_config
-from imgclf_core.runs import now_iso, package_versions, read_evaluation, read_run_document
+from imgclf_core.inspection.mistakes import read_run_predictions
+from imgclf_core.models.model_io import MODEL_FILE_NAME, read_run_config
+from imgclf_core.training.runs import now_iso, package_versions, read_evaluation, read_run_document
 
 FORMATS = ("keras", "savedmodel", "tflite")
 ARTIFACT_NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
@@ -169,7 +169,7 @@ def export_run(
     _, run_config = read_run_config(run_path)
     if not (run_path / MODEL_FILE_NAME).is_file():
         raise ExportError(f"no trained model in {run_path} yet (no {MODEL_FILE_NAME})")
-    from imgclf_core.predict import Predictor
+    from imgclf_core.inspection.predict import Predictor
 
     say("loading the run's model")
     predictor = Predictor.from_run(run_path)
@@ -248,7 +248,7 @@ def golden_images(
     run_dir: Path, run_config: RunConfig, predictor, count: int
 ) -> tuple[list[str], np.ndarray]:
     """(paths, uint8 batch) of the first `count` golden candidates that decode; ExportError if none do."""
-    from imgclf_core.images import ImageDecodeError
+    from imgclf_core.data.images import ImageDecodeError
 
     root = Path(run_config.data_dir)
     candidates = golden_candidates(run_dir, run_config)
@@ -270,8 +270,8 @@ def golden_images(
 
 def _validation_from_scan(run_config: RunConfig) -> list[tuple[str, str]]:
     """(path, label) of the run's validation split, re-made from its dataset (a run without predictions.csv)."""
-    from imgclf_core.dataset import scan_dataset
-    from imgclf_core.split import split_records
+    from imgclf_core.data.dataset import scan_dataset
+    from imgclf_core.data.split import split_records
 
     index = scan_dataset(run_config.data_dir)
     splits = split_records(index.records, run_config.data.validation_split, run_config.data.seed)
@@ -354,8 +354,8 @@ def artifact_probabilities(artifact: Path, images: np.ndarray) -> np.ndarray:
     """Probabilities (N, K) of an exported artifact for a uint8 batch, loaded the way a user loads it."""
     batches = [images[start:start + PREDICT_BATCH_SIZE] for start in range(0, len(images), PREDICT_BATCH_SIZE)]
     if artifact.suffix == ".keras":
-        from imgclf_core.model_io import load_model_checked
-        from imgclf_core.predict import compiled_predict_function
+        from imgclf_core.models.model_io import load_model_checked
+        from imgclf_core.inspection.predict import compiled_predict_function
 
         predict = compiled_predict_function(load_model_checked(artifact))
         return np.concatenate([predict(batch).numpy() for batch in batches])

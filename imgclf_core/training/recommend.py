@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgclf_core.dataset import DatasetIndex
-from imgclf_core.models import GRAYSCALE_MODES, MODEL_REGISTRY, OFFLINE_BACKBONE, suggested_input
+from imgclf_core.data.dataset import DatasetIndex
+from imgclf_core.models.registry import GRAYSCALE_MODES, MODEL_REGISTRY, OFFLINE_BACKBONE, suggested_input
 
 FROM_SCRATCH_MODEL = "small_cnn"
 # Below this many images in the smallest class, a network trained from scratch cannot generalise.

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from imgclf_core.config import DataConfig
-from imgclf_core.dataset import ImageRecord
+from imgclf_core.data.dataset import ImageRecord
 from imgclf_core.fileio import atomic_write_with, user_cache_dir
 
 ProgressCallback = Callable[[int, int], None]
@@ -84,7 +84,7 @@ def embed_records(
 
     `after_chunk(vectors so far)` is called after each chunk (the cache saves itself from there).
     """
-    from imgclf_core.pipeline import decode_records
+    from imgclf_core.data.pipeline import decode_records
 
     vectors: dict[str, np.ndarray] = {}
     for start in range(0, len(records), DECODE_CHUNK):

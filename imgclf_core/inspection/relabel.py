@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Sequence
 
-from imgclf_core.dataset import IMGCLF_FOLDER, detect_layout
+from imgclf_core.data.dataset import IMGCLF_FOLDER, detect_layout
 from imgclf_core.fileio import fsync_folder, unique_file_path
-from imgclf_core.runs import now_iso
+from imgclf_core.training.runs import now_iso
 
 JOURNAL_FOLDER = IMGCLF_FOLDER
 JOURNAL_NAME = "relabel.jsonl"

@@ -1,0 +1,6 @@
+"""Models: the registry of named builders, EfficientNet-Lite0 and its offline weights, model files.
+
+Builds, saves, loads and embeds with Keras models (``registry``, ``efficientnet_lite``,
+``torch_weights``, ``model_io``, the features cache in ``features``). May import the root modules
+and ``imgclf_core.data``; never training, inspection or export.
+"""
