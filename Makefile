@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test test-fast bench bench-refresh bench-pipeline bench-app-start bench-memory bench-training bench-predict bench-audit screenshots sample-data clean
+.PHONY: app test test-fast test-app test-e2e bench bench-refresh bench-pipeline bench-app-start bench-memory bench-training bench-predict bench-audit screenshots sample-data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,22 @@ $(STAMP): requirements.txt pyproject.toml
 app: $(STAMP)  ## start the app on the shipped sample data
 	$(BIN)/streamlit run app.py
 
-test: $(STAMP)  ## the whole test suite (slow tests included)
-	$(BIN)/python -m pytest
+# Two workers: while one waits on Chromium, a subprocess or a trainer, the other computes (about 1.7x on 2 cores).
+# worksteal hands out single tests and lets an idle worker take queued ones: the long browser journeys
+# do not pile up on one worker.
+TEST_WORKERS ?= -n 2 --dist worksteal
 
-test-fast: $(STAMP)  ## skip tests marked slow
-	$(BIN)/python -m pytest -m "not slow"
+test: $(STAMP)  ## everything, every tier (unit, app, integration, e2e, robustness); what CI runs (~10 min)
+	$(BIN)/python -m pytest $(TEST_WORKERS)
+
+test-fast: $(STAMP)  ## the unit tier (tests/unit): under a minute, after every change
+	$(BIN)/python -m pytest tests/unit
+
+test-app: $(STAMP)  ## the pages under Streamlit's AppTest (tests/app)
+	$(BIN)/python -m pytest $(TEST_WORKERS) tests/app
+
+test-e2e: $(STAMP)  ## the browser journeys: Debian's Chromium against `streamlit run` (tests/e2e)
+	$(BIN)/python -m pytest $(TEST_WORKERS) tests/e2e
 
 bench: $(STAMP)  ## every benchmark, the ~80-min training comparison included -> docs/BENCHMARKS.md (~2 h on 2 cores)
 	$(BIN)/python bench/run_all.py --training full

@@ -9,8 +9,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from imgclf_app.dataset_state import scan_or_report, sidebar_ui
-from imgclf_app.relabel_menu import relabel_menu_ui, relabel_messages_ui, undo_redo_ui
+from imgclf_app.dataset_loaders import scan_or_report
+from imgclf_app.relabel_menu import gallery_relabel_ui, relabel_messages_ui, undo_redo_ui
+from imgclf_app.session_keys import AUDIT_MAP, AUDIT_PICKED, AUDIT_REPORT
+from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.views import in_columns
 from imgclf_core.config import DataConfig
 from imgclf_core.data.dataset import DatasetIndex
@@ -34,7 +36,6 @@ MAP_SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-d
               "M0,-1L0.24,-0.33L0.95,-0.31L0.38,0.12L0.59,0.81L0,0.4L-0.59,0.81L-0.38,0.12L-0.95,-0.31L-0.24,-0.33Z",
               "M-1,-0.6L-0.6,-1L0,-0.4L0.6,-1L1,-0.6L0.4,0L1,0.6L0.6,1L0,0.4L-0.6,1L-1,0.6L-0.4,0Z",
               "M0,-1L0.87,-0.5L0.87,0.5L0,1L-0.87,0.5L-0.87,-0.5Z", "triangle-right"]
-PICKED_KEY = "audit_picked"  # the path of the map point last clicked
 
 
 def audit_ui(index: DatasetIndex, folder: Path):
@@ -44,7 +45,7 @@ def audit_ui(index: DatasetIndex, folder: Path):
     so relabeling (which changes the current index) never mismatches the report.
     """
     signature = (str(folder), hash(tuple((record.path, record.sha256) for record in index.records)))
-    stored = st.session_state.get("audit_report")
+    stored = st.session_state.get(AUDIT_REPORT)
     same_folder = stored is not None and stored[0][0] == str(folder)
     if same_folder and stored[0] == signature:
         phase_times_ui(stored[3] if len(stored) > 3 else {})
@@ -61,8 +62,8 @@ def audit_ui(index: DatasetIndex, folder: Path):
     progress = PhaseProgress()
     report = audit_dataset(index, progress=progress)
     seconds = progress.finish()
-    st.session_state["audit_report"] = (signature, report, index, seconds)
-    st.session_state.pop(PICKED_KEY, None)
+    st.session_state[AUDIT_REPORT] = (signature, report, index, seconds)
+    st.session_state.pop(AUDIT_PICKED, None)
     phase_times_ui(seconds)
     return report, index
 
@@ -127,13 +128,7 @@ def suspect_ui(suspect, path: str, folder: Path, journal: RelabelJournal, class_
         return relabel_messages_ui(journal, ORIGIN, place=widget_key)
     # PNG: Streamlit would send an array as JPEG, whose artefacts smear the enlarged pixels.
     st.image(picture, caption=score_text(suspect), width="stretch", output_format="PNG")
-    if path != suspect.path:
-        st.caption(f"moved to **{path}**")
-    elif path not in kept:
-        relabel_menu_ui(folder, path, class_names, widget_key, origin=ORIGIN)
-    else:
-        st.caption("marked correct as is")
-    return relabel_messages_ui(journal, ORIGIN, place=widget_key)  # in view: under the image it was about
+    return gallery_relabel_ui(folder, journal, suspect.path, path, class_names, kept, widget_key, ORIGIN)
 
 
 def suspects_ui(report, folder: Path, journal: RelabelJournal) -> bool:
@@ -203,9 +198,9 @@ def map_chart(frame: pd.DataFrame, class_names: list[str]) -> alt.Chart:
 
 def _remember_pick() -> None:
     """on_select of the map: keep the clicked point's path (None when the click picked nothing)."""
-    event = st.session_state.get("audit_map")
+    event = st.session_state.get(AUDIT_MAP)
     picked = (event.selection.get("picked") or []) if event else []
-    st.session_state[PICKED_KEY] = picked[0]["path"] if picked else None
+    st.session_state[AUDIT_PICKED] = picked[0]["path"] if picked else None
 
 
 def map_ui(report, index: DatasetIndex, folder: Path, journal: RelabelJournal) -> None:
@@ -223,8 +218,8 @@ def map_ui(report, index: DatasetIndex, folder: Path, journal: RelabelJournal) -
     })
     frame["misfit"] = frame["score"] > MAP_HIGHLIGHT
     st.altair_chart(map_chart(frame, list(report.class_names)), width="stretch", on_select=_remember_pick,
-                    key="audit_map")
-    picked = st.session_state.get(PICKED_KEY)
+                    key=AUDIT_MAP)
+    picked = st.session_state.get(AUDIT_PICKED)
     if picked in by_path:
         picked_ui(by_path[picked], report, folder, journal)
 
@@ -234,7 +229,7 @@ def picked_ui(suspect, report, folder: Path, journal: RelabelJournal) -> None:
     st.markdown(f"**Picked on the map:** {suspect.path}")
     column = st.columns(GALLERY_COLUMNS)[0]
     with column:
-        path = journal.current_paths([suspect.path])[0]
+        path = journal.current_path(suspect.path)
         suspect_ui(suspect, path, folder, journal, report.class_names, journal.kept_paths(),
                    f"audit-map:{suspect.path}", PICKED_SIDE)
 

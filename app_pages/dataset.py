@@ -9,10 +9,12 @@ from pathlib import Path
 import streamlit as st
 
 from imgclf_app.charts import counts_chart
-from imgclf_app.dataset_state import scan_or_report, sidebar_ui, thumbnail_path
+from imgclf_app.dataset_loaders import scan_or_report, thumbnail_path
 from imgclf_app.forms import augmentation_form
-from imgclf_app.views import dataset_summary_ui, in_columns, split_warnings
-from imgclf_core.data.dataset import SPLITS, TRAIN, DatasetIndex, ImageRecord
+from imgclf_app.session_keys import GRID_PAGE, INSPECT_NOW, PREVIEW_IMAGE, PREVIEW_SEED, show_in_preview
+from imgclf_app.sidebar import sidebar_ui
+from imgclf_app.views import dataset_summary_ui, in_columns, skipped_files_ui
+from imgclf_core.data.dataset import SPLITS, TRAIN, DatasetIndex, ImageRecord, split_warnings
 from imgclf_core.data.dataset_report import mode_distribution, size_distribution
 from imgclf_core.data.images import ImageDecodeError, decode_image
 from imgclf_core.data.thumbnails import display_array, make_thumbnail
@@ -25,7 +27,6 @@ PREVIEW_SIZE = 128  # preview images are decoded at most this large: the preview
 # A 12-megapixel photo is shown (and decoded, at reduced JPEG scale) at this size; a 28 px one is
 # enlarged by whole pixels to about it (27x27 screen pixels per image pixel: crisp, never blurred).
 INSPECT_MAX_SIDE = 768
-INSPECT_NOW = "inspect_now"  # set by an Inspect click, popped by the run that opens the dialog
 
 
 def distributions_ui(index: DatasetIndex) -> None:
@@ -88,9 +89,9 @@ def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
     ]
     records.sort(key=lambda record: SPLITS.index(record.split) if record.split else 0)  # train images first
     pages = max(1, math.ceil(len(records) / page_size))
-    if st.session_state.get("grid_page", 1) > pages:  # a narrower filter leaves fewer pages
-        st.session_state["grid_page"] = pages
-    page = st.number_input(f"Page (of {pages})", 1, pages, key="grid_page") if pages > 1 else 1
+    if st.session_state.get(GRID_PAGE, 1) > pages:  # a narrower filter leaves fewer pages
+        st.session_state[GRID_PAGE] = pages
+    page = st.number_input(f"Page (of {pages})", 1, pages, key=GRID_PAGE) if pages > 1 else 1
     st.caption(f"{len(records):,} image(s) match")
     return records[(page - 1) * page_size:page * page_size]
 
@@ -115,9 +116,8 @@ def grid_ui(index: DatasetIndex) -> None:
 
 def inspect(path: str) -> None:
     """An Inspect click: open the image in a dialog, and make it the augmentation preview's image."""
-    st.session_state["inspect_path"] = path
     st.session_state[INSPECT_NOW] = path
-    st.session_state["preview_image"] = path
+    show_in_preview(path)
 
 
 @st.dialog("Inspect", width="large")
@@ -141,18 +141,11 @@ def inspect_dialog(index: DatasetIndex, record: ImageRecord) -> None:
 
 
 def skipped_ui(index: DatasetIndex) -> None:
-    import pandas as pd
-
     st.subheader(f"Skipped files ({len(index.skipped)})")
     if not index.skipped:
         st.caption("Every file in a class folder is a usable image.")
         return
-    table = pd.DataFrame([{"path": item.path, "reason": item.reason} for item in index.skipped])
-    st.dataframe(table, hide_index=True, width="stretch")
-    st.download_button(
-        "Download as CSV", table.to_csv(index=False).encode("utf-8"), file_name="skipped_files.csv",
-        mime="text/csv",
-    )
+    skipped_files_ui(index, download=True)
 
 
 def duplicates_ui(index: DatasetIndex) -> None:
@@ -182,13 +175,12 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
     by_path = {record.path: record for record in index.records}
     paths = list(by_path)
     # The image last inspected (an Inspect click sets it), else the first one training would see (not a test image).
-    if st.session_state.get("preview_image") not in by_path:
-        st.session_state["preview_image"] = next(
-            (record.path for record in index.records if record.split in ("", TRAIN)), paths[0])
-    chosen = columns[0].selectbox("Image", paths, key="preview_image")
+    if st.session_state.get(PREVIEW_IMAGE) not in by_path:
+        show_in_preview(next((record.path for record in index.records if record.split in ("", TRAIN)), paths[0]))
+    chosen = columns[0].selectbox("Image", paths, key=PREVIEW_IMAGE)
     count = columns[1].selectbox("Versions", PREVIEW_COUNTS, index=1, key="preview_count")
     if columns[2].button("Reshuffle", key="preview_reshuffle"):
-        st.session_state["preview_seed"] = st.session_state.get("preview_seed", 0) + 1
+        st.session_state[PREVIEW_SEED] = st.session_state.get(PREVIEW_SEED, 0) + 1
     record = by_path[chosen]
     # The scan knows the upright size, so the file is decoded once, straight to the preview size.
     scale = min(1.0, PREVIEW_SIZE / max(record.width, record.height))
@@ -201,7 +193,7 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
     with st.spinner("Augmenting…"):
         from imgclf_core.data.augmentation import preview_augmentations
 
-        versions = preview_augmentations(image, config, count, seed=st.session_state.get("preview_seed", 0))
+        versions = preview_augmentations(image, config, count, seed=st.session_state.get(PREVIEW_SEED, 0))
     # Small images are enlarged by whole pixels: the preview shows what the model will see.
     shown = [make_thumbnail(version, PREVIEW_SIZE) for version in (image, *versions)]
     st.image(shown, caption=["original"] + [f"#{number}" for number in range(1, count + 1)], width=PREVIEW_SIZE,

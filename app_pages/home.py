@@ -10,9 +10,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from imgclf_app.dataset_state import current_run_dir, scan_or_report, sidebar_ui, thumbnail_path
-from imgclf_app.views import accuracy_text, dataset_summary_ui
-from imgclf_core.training import runs
+from imgclf_app.current_run import current_run_dir
+from imgclf_app.dataset_loaders import scan_or_report, thumbnail_path
+from imgclf_app.sidebar import sidebar_ui
+from imgclf_app.views import accuracy_text, dataset_summary_ui, skipped_files_ui
+from imgclf_core.training.run_catalog import summarize_run
 from imgclf_core.data.dataset import DatasetIndex
 
 THUMBNAILS_PER_CLASS = 4
@@ -48,10 +50,8 @@ def thumbnails_ui(index: DatasetIndex) -> None:
 
 def skipped_ui(index: DatasetIndex) -> None:
     if index.skipped:
-        import pandas as pd
-
         with st.expander(f"{len(index.skipped)} skipped file(s)"):
-            st.dataframe(pd.DataFrame([vars(item) for item in index.skipped]), hide_index=True)
+            skipped_files_ui(index)
 
 
 def run_glance_ui(folder: Path | None) -> None:
@@ -59,7 +59,7 @@ def run_glance_ui(folder: Path | None) -> None:
     if run_dir is None:
         st.page_link("app_pages/train.py", label="No run yet: train a model", icon=":material/monitoring:")
         return
-    summary = runs.summarize_run(run_dir)
+    summary = summarize_run(run_dir)
     validation, test = summary["val_accuracy"], summary["test_accuracy"]
     accuracies = "".join((
         f", validation accuracy {accuracy_text(validation)}" if validation is not None else "",

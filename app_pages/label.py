@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from imgclf_app.dataset_state import current_run_dir, load_dataset_index, scan_or_report, sidebar_ui
-from imgclf_app.model_state import model_file_stamp, predictor_or_report
+from imgclf_app.current_run import current_run_dir
+from imgclf_app.dataset_loaders import load_dataset_index, scan_or_report
+from imgclf_app.model_state import model_cache_key, predictor_or_report
 from imgclf_app.relabel_menu import relabel_messages_ui, set_outcome_message, undo_redo_ui
+from imgclf_app.session_keys import LABEL_SAVED_UPLOADS, LABEL_SKIPPED, inbox_key, label_pick_key
+from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.views import in_columns
 from imgclf_core.data.images import IMAGE_EXTENSIONS, ImageDecodeError
 from imgclf_core.inspection.labeling import (
@@ -17,6 +20,7 @@ from imgclf_core.inspection.labeling import (
 )
 from imgclf_core.inspection.relabel import QUARANTINE, RelabelError, RelabelJournal, describe_move
 from imgclf_core.data.thumbnails import display_array
+from imgclf_core.training.run_folder import RunFolder
 
 GRID_SIZE = 12
 GRID_COLUMNS = 6
@@ -30,12 +34,12 @@ GRID_SIDE = 160
 
 def inbox_ui(folder: Path) -> Path:
     """The inbox folder (typed; default DATASET/_inbox or the sample's inbox) and uploads into it."""
-    inbox_key = f"label_inbox:{folder}"
-    st.session_state.setdefault(inbox_key, str(default_inbox(folder)))
-    inbox = Path(st.text_input("Inbox folder (images without a class)", key=inbox_key).strip()).expanduser()
+    box_key = inbox_key(folder)
+    st.session_state.setdefault(box_key, str(default_inbox(folder)))
+    inbox = Path(st.text_input("Inbox folder (images without a class)", key=box_key).strip()).expanduser()
     uploads = st.file_uploader("Add images to the inbox", type=[ext.lstrip(".") for ext in IMAGE_EXTENSIONS],
                                accept_multiple_files=True, key="label_upload")
-    saved = st.session_state.setdefault("label_saved_uploads", set())
+    saved = st.session_state.setdefault(LABEL_SAVED_UPLOADS, set())
     for upload in uploads or []:
         if upload.file_id not in saved:
             try:
@@ -55,9 +59,9 @@ def inbox_suggestions(_predictor, model_key: str, paths: tuple[str, ...]) -> np.
 def assistant_predictor(folder: Path):
     """The current run's model when it has one (finished, or stopped with a saved model), else None."""
     run_dir = current_run_dir(folder)
-    if run_dir is None or not (run_dir / "model.keras").is_file():
+    if run_dir is None or not RunFolder(run_dir).has_model():
         return None, None
-    return predictor_or_report(str(run_dir)), f"{run_dir}:{model_file_stamp(str(run_dir))}"
+    return predictor_or_report(str(run_dir)), model_cache_key(str(run_dir))
 
 
 def file_image(folder: Path, path: Path, label: str) -> None:
@@ -110,7 +114,7 @@ def single_ui(folder: Path, path: Path, class_names: list[str], probabilities: n
             file_image(folder, path, new_class)
             st.rerun()
         if columns[1].button("Skip", key="label_skip", shortcut="S"):
-            st.session_state.setdefault("label_skipped", []).append(str(path))
+            st.session_state.setdefault(LABEL_SKIPPED, []).append(str(path))
             st.rerun()
         columns[2].button("Quarantine", key="label_quarantine", on_click=file_image, args=(folder, path, QUARANTINE),
                           shortcut="Q")
@@ -126,14 +130,14 @@ def grid_ui(folder: Path, paths: list[Path], class_names: list[str], probabiliti
         if probabilities is not None and suggestion is None:
             caption = "no suggestion (unreadable)"
         image_ui(column, path, GRID_SIDE, caption)
-        column.checkbox(path.name, key=f"label_pick:{path}")
-    picked = [path for path in shown if st.session_state.get(f"label_pick:{path}")]
+        column.checkbox(path.name, key=label_pick_key(path))
+    picked = [path for path in shown if st.session_state.get(label_pick_key(path))]
     columns = st.columns([2, 1])
     label = columns[0].selectbox("Class for the ticked images", class_names, key="label_grid_class")
     if columns[1].button(f"Assign {len(picked)} image(s)", key="label_grid_assign", disabled=not picked):
         for path in picked:
             file_image(folder, path, label)
-            st.session_state.pop(f"label_pick:{path}", None)
+            st.session_state.pop(label_pick_key(path), None)
         st.rerun()
 
 
@@ -179,7 +183,7 @@ if folder is not None:
             st.caption("Train a model on the Train page and its suggestions appear here.")
             order = "name"
         ranked = inbox_order(suggestions, order) if suggestions is not None else list(range(len(files)))
-        skipped = set(st.session_state.get("label_skipped", []))
+        skipped = set(st.session_state.get(LABEL_SKIPPED, []))
         ranked.sort(key=lambda row: str(files[row]) in skipped)  # skipped images go to the back
         ordered = [files[row] for row in ranked]
         mode = st.radio("View", ["One at a time", "Grid"], horizontal=True, key="label_mode")

@@ -9,16 +9,19 @@ import pandas as pd
 import streamlit as st
 
 from imgclf_app.charts import confusion_difference_chart
-from imgclf_app.dataset_state import current_run_dir, sidebar_ui
-from imgclf_app.model_state import model_file_stamp, predictor_or_report
-from imgclf_app.relabel_menu import relabel_menu_ui, relabel_messages_ui, undo_redo_ui
+from imgclf_app.current_run import current_run_dir
+from imgclf_app.model_state import model_cache_key, predictor_or_report
+from imgclf_app.relabel_menu import gallery_relabel_ui, relabel_messages_ui, undo_redo_ui
+from imgclf_app.session_keys import MISTAKES_PREDICTED, MISTAKES_RUN, MISTAKES_TRUE, select_run
+from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.views import SPLIT_NAMES, SPLIT_TITLES, accuracy_text, evaluation_ui, in_columns, refused_while_busy
-from imgclf_core.training import runs
+from imgclf_core.training import run_catalog, run_process
+from imgclf_core.training.run_folder import ACTIVE_STATES, RunFolder
 from imgclf_core.data.dataset import TEST, VALIDATION
 from imgclf_core.training.evaluation import confusion_matrix_difference
 from imgclf_core.data.images import ImageDecodeError, read_image_bytes
 from imgclf_core.inspection.mistakes import (
-    cell_predictions, class_average_gradcam, explain_paths, largest_confusions, read_run_predictions, top_losses,
+    cell_predictions, class_average_gradcam, explain_paths, largest_confusions, top_losses,
 )
 from imgclf_core.inspection.overlay import colorize_heatmap, overlay_heatmap
 from imgclf_core.inspection.relabel import RelabelJournal
@@ -34,20 +37,20 @@ AVERAGE_GRADCAM_IMAGES = 64
 
 def run_choice_ui(folder: Path) -> Path | None:
     """The run to inspect: the sidebar's current run, or another evaluated run of this dataset."""
-    evaluated = [run_dir for run_dir in runs.runs_of_dataset(runs.default_runs_root(), folder)
-                 if (run_dir / "predictions.csv").is_file()]
+    evaluated = [run_dir for run_dir in run_catalog.runs_of_dataset(run_catalog.default_runs_root(), folder)
+                 if RunFolder(run_dir).has_predictions()]
     current = current_run_dir(folder)
     if current is not None and current not in evaluated:
         return current  # training, stopped or failed: the page says so
     if not evaluated:
         return None
     names = [run_dir.name for run_dir in evaluated]
-    st.session_state["mistakes_run"] = (current or evaluated[0]).name
+    st.session_state[MISTAKES_RUN] = (current or evaluated[0]).name
 
     def pick() -> None:
-        st.session_state["run_dir"] = str(evaluated[names.index(st.session_state["mistakes_run"])])
+        select_run(evaluated[names.index(st.session_state[MISTAKES_RUN])])
 
-    chosen = st.selectbox("Run", names, key="mistakes_run", on_change=pick)
+    chosen = st.selectbox("Run", names, key=MISTAKES_RUN, on_change=pick)
     return evaluated[names.index(chosen)]
 
 
@@ -111,24 +114,18 @@ def _gallery_item(row: dict, path: str, explained: dict, folder: Path, journal: 
                                caption=f"Grad-CAM for {row['predicted']}", width="stretch", output_format="PNG")
     else:
         explained_column.caption(f"No Grad-CAM: {explained.get('error', 'not computed')}")
-    if path != row["path"]:
-        st.caption(f"moved to **{path}**")
-    elif path in kept:
-        st.caption("marked correct as is")
-    else:
-        relabel_menu_ui(folder, path, class_names, widget_key, origin=ORIGIN)
-    return relabel_messages_ui(journal, ORIGIN, place=widget_key)  # under the image it was about, with Undo
+    return gallery_relabel_ui(folder, journal, row["path"], path, class_names, kept, widget_key, ORIGIN)
 
 
 def cell_ui(evaluation: dict, rows: list[dict], predictor, model_key: str, folder: Path, journal) -> bool:
     st.subheader("Images behind a confusion-matrix cell")
     names = evaluation["class_names"]
     confusions = largest_confusions(evaluation["confusion_matrix"], names)
-    if "mistakes_true" not in st.session_state and confusions:
-        st.session_state["mistakes_true"], st.session_state["mistakes_predicted"] = confusions[0][:2]
+    if MISTAKES_TRUE not in st.session_state and confusions:
+        st.session_state[MISTAKES_TRUE], st.session_state[MISTAKES_PREDICTED] = confusions[0][:2]
     columns = st.columns(2)
-    true_label = columns[0].selectbox("True class", names, key="mistakes_true")
-    predicted_label = columns[1].selectbox("Predicted as", names, key="mistakes_predicted")
+    true_label = columns[0].selectbox("True class", names, key=MISTAKES_TRUE)
+    predicted_label = columns[1].selectbox("Predicted as", names, key=MISTAKES_PREDICTED)
     if confusions:
         st.caption("Most confused: " + ", ".join(f"{true} → {predicted} ({count})" for true, predicted, count in confusions[:5]))
     return gallery_ui(cell_predictions(rows, true_label, predicted_label), predictor, model_key, folder, journal,
@@ -175,16 +172,16 @@ def journal_ui(folder: Path, journal: RelabelJournal, run_dir: Path, undo_shown_
     relabel_messages_ui()  # an outcome not shown at a gallery (e.g. of the buttons below)
     undo_redo_ui(journal, ORIGIN, shown_above=undo_shown_above)
     if st.button("Retrain with the same settings", key="mistakes_retrain", type="primary"):
-        if not refused_while_busy(runs.default_runs_root()):
-            handle = runs.retrain_run(run_dir, runs.default_runs_root())
-            st.session_state["run_dir"] = str(handle.run_dir)
+        if not refused_while_busy(run_catalog.default_runs_root()):
+            handle = run_process.retrain_run(run_dir, run_catalog.default_runs_root())
+            select_run(handle.run_dir)
             st.rerun()
 
 
 def comparison_ui(run_dir: Path, evaluation: dict, split: str) -> None:
     """After a retrain: what changed on `split` against the run it retrains."""
-    parent = runs.retrained_from(run_dir)
-    before = runs.read_evaluation(parent, split) if parent is not None else None
+    parent = RunFolder(run_dir).retrained_from()
+    before = parent.read_evaluation(split) if parent is not None else None
     if before is None:
         return
     st.subheader(f"Compared with {parent.name} (before relabeling)")
@@ -201,7 +198,7 @@ def comparison_ui(run_dir: Path, evaluation: dict, split: str) -> None:
 
 def split_choice_ui(run_dir: Path) -> str:
     """Validation by default; the held-out test split too when the run has test predictions."""
-    if not read_run_predictions(run_dir, TEST):
+    if not RunFolder(run_dir).read_predictions(TEST):
         return VALIDATION
     return st.radio("Images of", [VALIDATION, TEST], key="mistakes_split", horizontal=True,
                     format_func=SPLIT_TITLES.get,
@@ -211,7 +208,7 @@ def split_choice_ui(run_dir: Path) -> str:
 def other_accuracy(run_dir: Path, split: str) -> dict[str, float]:
     """The other split's accuracy, shown beside the chosen one's ({} when the run has no test split)."""
     other = TEST if split == VALIDATION else VALIDATION
-    evaluation = runs.read_evaluation(run_dir, other)
+    evaluation = RunFolder(run_dir).read_evaluation(other)
     if evaluation is None:
         return {}
     return {"Test accuracy (held out)" if other == TEST else "Validation accuracy": evaluation["accuracy"]}
@@ -219,8 +216,8 @@ def other_accuracy(run_dir: Path, split: str) -> dict[str, float]:
 
 def waiting_ui(run_dir: Path) -> None:
     """A run without an evaluation yet: say why; while it trains, recheck until it has finished."""
-    status = runs.read_status(run_dir)
-    if status["state"] in runs.ACTIVE_STATES:
+    status = RunFolder(run_dir).read_status()
+    if status["state"] in ACTIVE_STATES:
         st.info(f"Run {run_dir.name} is training ({status.get('message', '')}); its mistakes appear when it finishes.")
         if status.get("usable_model"):
             st.page_link("app_pages/predict.py", label="Usable model ready: classify images with it now",
@@ -232,7 +229,7 @@ def waiting_ui(run_dir: Path) -> None:
 
 
 def _rerun_when_done(run_dir: Path) -> None:
-    if runs.read_status(run_dir)["state"] not in runs.ACTIVE_STATES:
+    if not RunFolder(run_dir).is_active():
         st.rerun()
 
 
@@ -241,8 +238,8 @@ st.title("Mistakes")
 if folder is not None:
     run = run_choice_ui(folder)
     chosen_split = split_choice_ui(run) if run is not None else VALIDATION
-    evaluation = runs.read_evaluation(run, chosen_split) if run is not None else None
-    predictions = read_run_predictions(run, chosen_split) if run is not None else None
+    evaluation = RunFolder(run).read_evaluation(chosen_split) if run is not None else None
+    predictions = RunFolder(run).read_predictions(chosen_split) if run is not None else None
     if run is None:
         st.info("No run of this dataset yet: train one on the Train page.")
     elif evaluation is None or predictions is None:
@@ -250,7 +247,7 @@ if folder is not None:
     else:
         predictor = predictor_or_report(str(run))
         if predictor is not None:
-            key = f"{run}:{model_file_stamp(str(run))}"
+            key = model_cache_key(str(run))
             relabel_journal = RelabelJournal(folder)
             comparison_ui(run, evaluation, chosen_split)
             evaluation_ui(evaluation, chosen_split, beside=other_accuracy(run, chosen_split))

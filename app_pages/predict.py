@@ -8,13 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from imgclf_app.charts import top_k_chart
-from imgclf_app.dataset_state import current_run_dir, sidebar_ui
-from imgclf_app.model_state import (
-    IMAGENET, IMAGENET_LABEL, explain_bytes, model_file_stamp, predictor_or_report, runs_with_models,
-)
+from imgclf_app.current_run import current_run_dir
+from imgclf_app.model_state import IMAGENET, IMAGENET_LABEL, explain_bytes, model_cache_key, predictor_or_report
 from imgclf_app.model_upload import uploaded_model_ui
+from imgclf_app.session_keys import PREDICT_MODEL
+from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.views import accuracy_text
-from imgclf_core.training import runs
+from imgclf_core.training.run_catalog import default_runs_root, runs_with_models, summarize_run
 from imgclf_core.data.images import DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageDecodeError
 from imgclf_core.inspection.overlay import display_image, overlay_heatmap
 
@@ -25,24 +25,24 @@ IMAGE_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]
 
 def model_choice_ui(folder: Path | None) -> str:
     """A run with a saved model, or the built-in ImageNet model; default: the sidebar's run if it has one."""
-    run_dirs = runs_with_models(runs.default_runs_root())
+    run_dirs = runs_with_models(default_runs_root())
     options = [IMAGENET, *map(str, run_dirs), UPLOADED_MODEL]
     current = current_run_dir(folder)
-    if "predict_model" not in st.session_state or st.session_state["predict_model"] not in options:
-        st.session_state["predict_model"] = str(current) if current is not None and str(current) in options else IMAGENET
+    if PREDICT_MODEL not in st.session_state or st.session_state[PREDICT_MODEL] not in options:
+        st.session_state[PREDICT_MODEL] = str(current) if current is not None and str(current) in options else IMAGENET
 
     def label(option: str) -> str:
         if option == IMAGENET:
             return IMAGENET_LABEL
         if option == UPLOADED_MODEL:
             return "Upload a model file (.keras)…"
-        summary = runs.summarize_run(option)
+        summary = summarize_run(option)
         figures = [f"{name} accuracy {accuracy_text(summary[key])}"
                    for name, key in (("validation", "val_accuracy"), ("test", "test_accuracy"))
                    if summary[key] is not None]
         return f"Run {summary['run']} ({', '.join([summary['state'], *figures])})"
 
-    return st.selectbox("Model", options, key="predict_model", format_func=label)
+    return st.selectbox("Model", options, key=PREDICT_MODEL, format_func=label)
 
 
 def uploads_ui() -> list:
@@ -123,7 +123,7 @@ source = model_choice_ui(folder)
 if source == UPLOADED_MODEL:
     predictor, key = uploaded_model_ui()
 else:
-    predictor, key = predictor_or_report(source), f"{source}:{model_file_stamp(source)}"
+    predictor, key = predictor_or_report(source), model_cache_key(source)
 if predictor is not None:
     uploads = uploads_ui()
     if not uploads:

@@ -8,29 +8,27 @@ from pathlib import Path
 import streamlit as st
 
 from imgclf_app.charts import curves_chart, curves_frame
-from imgclf_app.dataset_state import scan_or_report, sidebar_ui
+from imgclf_app.dataset_loaders import scan_or_report
 from imgclf_app.export_view import export_ui
 from imgclf_app.forms import current_augmentation, describe_augmentation
+from imgclf_app.session_keys import (
+    MODEL_KEYED_PREFIXES, PANEL_STATE, TRAIN_DELETE_CHOICE, TRAIN_EPOCHS, TRAIN_FINE_TUNE, TRAIN_FORM_FOLDER,
+    TRAIN_MODEL, TRAIN_RUN_CHOICE, TRAIN_SIZE, select_run, selected_run,
+)
+from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.views import accuracy_text, refused_while_busy, split_evaluations_ui
-from imgclf_core.training import runs
-from imgclf_core.config import DataConfig, ModelConfig, RunConfig, TrainingConfig
+from imgclf_core.config import DataConfig, RunConfig, TrainingConfig
 from imgclf_core.data.dataset import TEST, VALIDATION, DatasetError, DatasetIndex
-from imgclf_core.models.registry import MODEL_REGISTRY, suggested_input
+from imgclf_core.models.registry import MODEL_REGISTRY
+from imgclf_core.training import run_catalog, run_process
 from imgclf_core.training.recommend import Recommendation, recommend_settings
-from imgclf_core.data.split import check_trainable_classes, split_records
+from imgclf_core.training.run_folder import (
+    ACTIVE_STATES, FAILED, INTERRUPTED, STOPPED, RunError, RunFolder,
+)
+from imgclf_core.training.run_setup import RunChoices, build_run_config, check_can_train, model_defaults
 
 REFRESH_SECONDS = 2
-RESUMABLE_STATES = (runs.STOPPED, runs.INTERRUPTED, runs.FAILED)
-# Widgets keyed by model name (their defaults depend on the model).
-MODEL_KEYED_PREFIXES = ("train_size:", "train_epochs:", "train_fine_tune:")
-
-
-def model_defaults(model_name: str, index: DatasetIndex, recommended: Recommendation) -> tuple[int, str, int, int]:
-    """(image size, colour mode, epochs, fine-tune epochs) the form starts from: the recommendation for its model."""
-    if model_name == recommended.model:
-        return recommended.image_size, recommended.color_mode, recommended.epochs, recommended.fine_tune_epochs
-    image_size, color_mode = suggested_input(model_name, index)
-    return image_size, color_mode, TrainingConfig().epochs, TrainingConfig().fine_tune_epochs
+RESUMABLE_STATES = (STOPPED, INTERRUPTED, FAILED)
 
 
 def model_choice_ui(recommended: Recommendation) -> str:
@@ -42,7 +40,7 @@ def model_choice_ui(recommended: Recommendation) -> str:
         kind = "pretrained" if MODEL_REGISTRY[name].pretrained else "from scratch"
         return f"{name} ({kind}, recommended)" if name == recommended.model else f"{name} ({kind})"
 
-    model_name = st.selectbox("Model", names, index=names.index(recommended.model), key="train_model",
+    model_name = st.selectbox("Model", names, index=names.index(recommended.model), key=TRAIN_MODEL,
                               format_func=describe)
     st.info(f"Recommended for this data: {recommended.reason}", icon=":material/lightbulb:")
     st.caption(MODEL_REGISTRY[model_name].description)
@@ -51,15 +49,15 @@ def model_choice_ui(recommended: Recommendation) -> str:
 
 def forget_other_dataset_choices(folder: Path) -> None:
     """Another dataset gets its own recommendation: drop the model and its settings picked for the last one."""
-    if st.session_state.get("train_form_folder") == str(folder):
+    if st.session_state.get(TRAIN_FORM_FOLDER) == str(folder):
         return
-    st.session_state["train_form_folder"] = str(folder)
-    for key in [key for key in st.session_state if key == "train_model" or key.startswith(MODEL_KEYED_PREFIXES)]:
+    st.session_state[TRAIN_FORM_FOLDER] = str(folder)
+    for key in [key for key in st.session_state if key == TRAIN_MODEL or key.startswith(MODEL_KEYED_PREFIXES)]:
         del st.session_state[key]
 
 
 def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
-    """The training widgets -> RunConfig (the same dataclasses the CLI builds)."""
+    """The training widgets -> RunConfig (built by the same function as the CLI's)."""
     forget_other_dataset_choices(folder)
     recommended = recommend_settings(index)
     model_name = model_choice_ui(recommended)
@@ -68,8 +66,8 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     training, data = TrainingConfig(), DataConfig()
     columns = st.columns(4)
     # Keyed by model: switching model brings back that model's own defaults; edits stick while it stays.
-    image_size = columns[0].number_input("Image size (px)", 8, 1024, image_size, key=f"train_size:{model_name}")
-    epochs = columns[1].number_input("Epochs", 1, 1000, epochs, key=f"train_epochs:{model_name}",
+    image_size = columns[0].number_input("Image size (px)", 8, 1024, image_size, key=f"{TRAIN_SIZE}{model_name}")
+    epochs = columns[1].number_input("Epochs", 1, 1000, epochs, key=f"{TRAIN_EPOCHS}{model_name}",
                                      help="Pretrained models: epochs of the head, on cached features (seconds each).")
     batch_size = columns[2].number_input("Batch size", 1, 4096, data.batch_size, key="train_batch")
     learning_rate = columns[3].number_input(
@@ -77,7 +75,7 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     )
     columns = st.columns(4)
     fine_tune_epochs = columns[0].number_input(
-        "Fine-tune epochs", 0, 1000, fine_tune_epochs, key=f"train_fine_tune:{model_name}",
+        "Fine-tune epochs", 0, 1000, fine_tune_epochs, key=f"{TRAIN_FINE_TUNE}{model_name}",
         disabled=not spec.pretrained,
         help="Pretrained models: after the head, train the top of the base at a lower rate.",
     )
@@ -86,15 +84,12 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     columns[3].markdown(f"Colour: **{color_mode}**  \n(from the images)")
     augmentation = current_augmentation()
     st.caption(f"Augmentation: {describe_augmentation(augmentation)} (change it on the Dataset page)")
-    return RunConfig(
-        data_dir=str(folder.resolve()),
-        data=DataConfig(image_size=int(image_size), color_mode=color_mode, validation_split=float(validation_split),
-                        seed=int(seed), batch_size=int(batch_size)),
-        augmentation=augmentation,
-        model=ModelConfig(name=model_name, weights="imagenet" if spec.pretrained else "none"),
-        training=TrainingConfig(epochs=int(epochs), learning_rate=float(learning_rate),
-                                fine_tune_epochs=int(fine_tune_epochs) if spec.pretrained else 0),
+    choices = RunChoices(
+        model=model_name, image_size=image_size, color_mode=color_mode, epochs=epochs,
+        fine_tune_epochs=fine_tune_epochs if spec.pretrained else None, learning_rate=learning_rate,
+        batch_size=batch_size, validation_split=validation_split, seed=seed, augmentation=augmentation,
     )
+    return build_run_config(folder, index, choices, recommended)
 
 
 def validation_split_ui(container, index: DatasetIndex, default: float) -> float:
@@ -115,13 +110,12 @@ def start_ui(index: DatasetIndex, folder: Path, runs_root: Path, has_runs: bool)
             st.error("Training needs at least two classes with images.")
             return
         try:  # a class only the validation or test folder has: say so now, not after the trainer starts
-            check_trainable_classes(split_records(index.records, config.data.validation_split, config.data.seed),
-                                    index.class_names)
+            check_can_train(index, config.data.validation_split, config.data.seed)
         except DatasetError as error:
             st.error(str(error))
             return
-        handle = runs.start_run(config, runs.new_run_dir(runs_root, config.model.name))
-        st.session_state["run_dir"] = str(handle.run_dir)
+        handle = run_process.start_run(config, run_catalog.new_run_dir(runs_root, config.model.name))
+        select_run(handle.run_dir)
         st.rerun()
 
 
@@ -130,23 +124,23 @@ def choose_run(run_dirs: list[Path]) -> Path | None:
     if not run_dirs:
         return None
     by_name = {run_dir.name: run_dir for run_dir in run_dirs}
-    picked = st.session_state.get("run_dir")
+    picked = selected_run()
     if picked not in map(str, run_dirs):
         picked = str(run_dirs[0])
-        st.session_state["run_dir"] = picked
-    st.session_state["train_run_choice"] = Path(picked).name
+        select_run(picked)
+    st.session_state[TRAIN_RUN_CHOICE] = Path(picked).name
 
     def pick() -> None:
-        st.session_state["run_dir"] = str(by_name[st.session_state["train_run_choice"]])
+        select_run(by_name[st.session_state[TRAIN_RUN_CHOICE]])
 
-    st.selectbox("Run", list(by_name), key="train_run_choice", on_change=pick)
+    st.selectbox("Run", list(by_name), key=TRAIN_RUN_CHOICE, on_change=pick)
     return Path(picked)
 
 
 def run_panel(run_dir: Path) -> None:
     """State, progress, ETA, learning rate and live curves of one run, read from its folder."""
-    status = runs.read_status(run_dir)
-    history, progress = runs.read_history(run_dir), runs.read_progress(run_dir)
+    run = RunFolder(run_dir)
+    status, history, progress = run.read_status(), run.read_history(), run.read_progress()
     state = status["state"]
     epochs = status.get("epochs") or _planned_epochs(run_dir)
     latest = progress[-1] if progress else {}
@@ -154,15 +148,15 @@ def run_panel(run_dir: Path) -> None:
     columns[0].metric("State", state)
     columns[1].metric("Epoch", f"{current_epoch(state, history, latest)}/{epochs}" if epochs else "–",
                       help="The epoch being trained (while a run trains), else the epochs done.")
-    remaining = runs.remaining_seconds(status, progress)
+    remaining = run_catalog.remaining_seconds(status, progress)
     columns[2].metric("Time left", _duration(remaining) if remaining is not None else "–")
     columns[3].metric("Learning rate", f"{latest['lr']:.2e}" if latest.get("lr") is not None else "–")
     activity_ui(status, latest, epochs)
     usable_model_ui(status)
     for note in status.get("notes") or []:
         st.info(note)
-    if state == runs.FAILED:
-        st.error(f"Training failed: {status.get('message', '')} (details in {run_dir / 'train.log'})")
+    if state == FAILED:
+        st.error(f"Training failed: {status.get('message', '')} (details in {run.log_path})")
     frame = curves_frame(history, progress)
     if frame.empty:
         st.caption("Curves appear after the first few batches.")
@@ -171,7 +165,7 @@ def run_panel(run_dir: Path) -> None:
         left.altair_chart(curves_chart(frame, "loss"), width="stretch")
         right.altair_chart(curves_chart(frame, "accuracy"), width="stretch")
     controls_ui(run_dir, state)
-    seen_states = st.session_state.setdefault("panel_state", {})
+    seen_states = st.session_state.setdefault(PANEL_STATE, {})
     previous, seen_states[str(run_dir)] = seen_states.get(str(run_dir)), state
     if previous not in (None, state):
         # queued -> running -> finished: redraw the whole page (sidebar state, evaluation, runs list)
@@ -180,7 +174,7 @@ def run_panel(run_dir: Path) -> None:
 
 def current_epoch(state: str, history: list[dict], latest: dict) -> int:
     """The epoch the progress bar is in while a run trains (history holds the finished ones), else epochs done."""
-    if state in runs.ACTIVE_STATES and latest.get("steps") and latest.get("epoch", 0) > len(history):
+    if state in ACTIVE_STATES and latest.get("steps") and latest.get("epoch", 0) > len(history):
         return int(latest["epoch"])
     return len(history)
 
@@ -188,7 +182,7 @@ def current_epoch(state: str, history: list[dict], latest: dict) -> int:
 def activity_ui(status: dict, latest: dict, epochs: int) -> None:
     """What the trainer does right now: a bar over an epoch's batches or over the images whose features it computes."""
     message = status.get("message", "")
-    if status["state"] not in runs.ACTIVE_STATES:
+    if status["state"] not in ACTIVE_STATES:
         st.caption(message)
     elif status.get("steps") and "features" in message:  # the first minutes of a pretrained run go here
         st.progress(min(status["step"] / status["steps"], 1.0), text=message)
@@ -202,7 +196,7 @@ def activity_ui(status: dict, latest: dict, epochs: int) -> None:
 def usable_model_ui(status: dict) -> None:
     """While a pretrained run fine-tunes, its head-on-features model is already saved: say it can be used."""
     usable = status.get("usable_model")
-    if status["state"] not in runs.ACTIVE_STATES or not usable:
+    if status["state"] not in ACTIVE_STATES or not usable:
         return
     accuracy, seconds = usable.get("val_accuracy"), usable.get("seconds")
     figure = f" (validation accuracy {accuracy_text(accuracy)})" if _is_number(accuracy) else ""
@@ -212,9 +206,9 @@ def usable_model_ui(status: dict) -> None:
 
 
 def controls_ui(run_dir: Path, state: str) -> None:
-    handle = runs.RunHandle(run_dir)
+    handle = run_process.RunHandle(run_dir)
     columns = st.columns(6)
-    if state in runs.ACTIVE_STATES:
+    if state in ACTIVE_STATES:
         if columns[0].button("Stop", key="train_stop"):
             handle.stop(timeout_s=0)  # the trainer finishes its batch, saves and marks the run stopped
             st.toast("Stopping after the current batch…")
@@ -227,8 +221,8 @@ def controls_ui(run_dir: Path, state: str) -> None:
 def _planned_epochs(run_dir: Path) -> int:
     """Head (or full) plus fine-tune epochs from the run's config: some status lines do not repeat them."""
     try:
-        training = runs.read_run_config(run_dir).training
-    except (runs.RunError, ValueError, KeyError, TypeError):
+        training = RunFolder(run_dir).read_config().training
+    except (RunError, ValueError, KeyError, TypeError):
         return 0
     return training.total_epochs
 
@@ -246,7 +240,7 @@ def _duration(seconds: float) -> str:
 
 
 def finished_run_ui(run_dir: Path) -> None:
-    evaluations = {split: runs.read_evaluation(run_dir, split) for split in (VALIDATION, TEST)}
+    evaluations = {split: RunFolder(run_dir).read_evaluation(split) for split in (VALIDATION, TEST)}
     evaluations = {split: evaluation for split, evaluation in evaluations.items() if evaluation is not None}
     if not evaluations:
         return
@@ -270,10 +264,10 @@ def runs_list_ui(run_dirs: list[Path], training: bool) -> None:
 def runs_table_ui(run_dirs: list[Path]) -> None:
     import pandas as pd  # here, not at the top: the page's title is drawn before pandas loads
 
-    table = pd.DataFrame([runs.summarize_run(run_dir) for run_dir in run_dirs])
+    table = pd.DataFrame([run_catalog.summarize_run(run_dir) for run_dir in run_dirs])
     if table["test_accuracy"].isna().all():
         table = table.drop(columns="test_accuracy")  # no test split: no empty column
-    # The same figures as everywhere else: runs.run_accuracy, shown as accuracy_text shows them.
+    # The same figures as everywhere else: run_catalog.run_accuracy, shown as accuracy_text shows them.
     for column in ("val_accuracy", "test_accuracy"):
         if column in table:
             table[column] = [None if value is None or value != value else accuracy_text(value) for value in table[column]]
@@ -293,9 +287,9 @@ def compare_ui(run_dirs: list[Path]) -> None:
     frames, f1 = [], {}
     for name in chosen:
         run_dir = run_dirs[names.index(name)]
-        frame = curves_frame(runs.read_history(run_dir))
+        frame = curves_frame(RunFolder(run_dir).read_history())
         frames.append(frame[frame["split"] == "validation"].assign(run=name))
-        evaluation = runs.read_evaluation(run_dir)
+        evaluation = RunFolder(run_dir).read_evaluation()
         if evaluation is not None:
             f1[name] = {label: scores["f1"] for label, scores in evaluation["per_class"].items()}
     combined = pd.concat(frames)
@@ -311,7 +305,7 @@ def compare_ui(run_dirs: list[Path]) -> None:
 def delete_ui(run_dirs: list[Path]) -> None:
     names = [run_dir.name for run_dir in run_dirs]
     columns = st.columns([3, 1])
-    name = columns[0].selectbox("Delete a run", names, index=None, key="train_delete_choice",
+    name = columns[0].selectbox("Delete a run", names, index=None, key=TRAIN_DELETE_CHOICE,
                                 placeholder="Pick a run to delete")
     if name is None:
         return
@@ -319,13 +313,13 @@ def delete_ui(run_dirs: list[Path]) -> None:
         return
     if st.button(f"Delete {name}", type="primary", key="train_delete"):
         try:
-            runs.delete_run(run_dirs[names.index(name)])
-        except runs.RunError as error:
+            RunFolder(run_dirs[names.index(name)]).delete()
+        except RunError as error:
             st.error(str(error))
             return
-        if st.session_state.get("run_dir") == str(run_dirs[names.index(name)]):
-            st.session_state.pop("run_dir")
-        st.session_state.pop("train_delete_choice", None)
+        if selected_run() == str(run_dirs[names.index(name)]):
+            select_run(None)
+        st.session_state.pop(TRAIN_DELETE_CHOICE, None)
         st.rerun()
 
 
@@ -334,14 +328,14 @@ st.title("Train")
 if folder is not None:
     dataset_index = scan_or_report(folder)
     if dataset_index is not None:
-        runs_root = runs.default_runs_root()
-        dataset_runs = runs.runs_of_dataset(runs_root, folder)
+        runs_root = run_catalog.default_runs_root()
+        dataset_runs = run_catalog.runs_of_dataset(runs_root, folder)
         start_ui(dataset_index, folder, runs_root, has_runs=bool(dataset_runs))
         current = choose_run(dataset_runs)
         if current is None:
             st.info("No run of this dataset yet: pick a model above and start training.")
         else:
-            active = runs.read_status(current)["state"] in runs.ACTIVE_STATES
+            active = RunFolder(current).is_active()
             # While training, only this panel reruns, every REFRESH_SECONDS, reading the run folder.
             panel = st.fragment(run_every=REFRESH_SECONDS)(run_panel) if active else run_panel
             panel(current)

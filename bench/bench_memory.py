@@ -98,22 +98,21 @@ def make_tiny_run(runs_dir: Path, data_dir: Path) -> Path:
     """A run folder with an untrained 32 px small_cnn for two classes of `data_dir`, the sidebar's dataset."""
     import keras
 
-    from imgclf_core.config import DataConfig, ModelConfig, RunConfig, config_to_dict
-    from imgclf_core.models.model_io import save_model_atomically
+    from imgclf_core.config import DataConfig, ModelConfig, RunConfig
     from imgclf_core.models.registry import create_model
+    from imgclf_core.training.run_folder import RunFolder
 
     class_names = ["cats", "dogs"]
     for label in class_names:
         (data_dir / label).mkdir(parents=True, exist_ok=True)
     run_config = RunConfig(data_dir=str(data_dir.resolve()), data=DataConfig(image_size=32, color_mode="rgb"),
                            model=ModelConfig(name="small_cnn", weights="none"))
-    run_dir = runs_dir / "20260101-000000-small_cnn"
-    run_dir.mkdir(parents=True)
-    document = {"run": config_to_dict(run_config), "class_names": class_names, "versions": {"keras": keras.__version__}}
-    (run_dir / "config.json").write_text(json.dumps(document))
+    run = RunFolder(runs_dir / "20260101-000000-small_cnn")
+    run.path.mkdir(parents=True)
+    run.write_config(run_config, class_names)
     keras.utils.set_random_seed(0)
-    save_model_atomically(create_model(run_config.model, len(class_names), 32, 3), run_dir / "model.keras")
-    return run_dir
+    run.save_model(create_model(run_config.model, len(class_names), 32, 3))
+    return run.path
 
 
 # ---------------------------------------------------------------- one round trip

@@ -229,7 +229,10 @@ def run_training(
     Returns the seconds to status.json's usable_model, best val accuracy and wall time. A fresh
     cache unless `cache_dir` is given (a warm run reuses an earlier run's scan and features).
     """
-    from imgclf_core.training import runs  # only here: a broken trainer must not stop the decode/scan figures
+    # Only here: a broken trainer must not stop the decode/scan figures.
+    from imgclf_core.training.run_folder import RunFolder
+
+    run = RunFolder(run_dir)
 
     fresh = cache_dir is None
     cache_dir = cache_dir or Path(tempfile.mkdtemp(prefix="train-cache-", dir=workdir))
@@ -244,7 +247,7 @@ def run_training(
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
         while process.poll() is None:
             if watch_usable and "usable_s" not in result:
-                usable = runs.read_status(run_dir).get("usable_model")
+                usable = run.read_status().get("usable_model")
                 if usable:
                     result["usable_s"] = time.perf_counter() - start
                     result["usable_model"] = usable
@@ -259,15 +262,15 @@ def run_training(
     result["wall_s"] = time.perf_counter() - start
     if process.returncode != 0:
         raise RuntimeError(f"exit code {process.returncode}: {last_line(log_path)} (log: {log_path})")
-    history = runs.read_history(run_dir)
+    history = run.read_history()
     accuracies = [row["val_accuracy"] for row in history if isinstance(row.get("val_accuracy"), float)]
     if not accuracies:
-        raise RuntimeError(f"no val_accuracy in {run_dir / 'history.csv'}")
+        raise RuntimeError(f"no val_accuracy in the history of {run_dir}")
     result["best_val_accuracy"] = max(accuracies)
     result["epochs"] = len(accuracies)
     result.update(run_settings(run_dir))
     if watch_usable and "usable_s" not in result:
-        usable = runs.read_status(run_dir).get("usable_model")
+        usable = run.read_status().get("usable_model")
         if not usable:
             raise RuntimeError("the run finished without a usable_model in status.json")
         result["usable_model"] = usable  # appeared between two polls right before the end
@@ -277,10 +280,10 @@ def run_training(
 
 def run_settings(run_dir: Path) -> dict:
     """Model name and image size the run used (from its config), for the report."""
-    from imgclf_core.training import runs
+    from imgclf_core.training.run_folder import RunFolder
 
     try:
-        config = runs.read_run_config(run_dir)
+        config = RunFolder(run_dir).read_config()
         return {"model": config.model.name, "image_size": config.data.image_size}
     except Exception as error:  # noqa: BLE001 - the figures stand without the names
         return {"settings_error": str(error)}

@@ -53,9 +53,9 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 from imgclf_core.config import AugmentationConfig, DataConfig  # noqa: E402
-from imgclf_core.data.dataset import scan_dataset  # noqa: E402
+from imgclf_core.data.dataset import encode_labels, scan_dataset  # noqa: E402
 from imgclf_core.data.augmentation import make_augmenter  # noqa: E402
-from imgclf_core.data.pipeline import decode_records, encode_labels, make_dataset  # noqa: E402
+from imgclf_core.data.pipeline import decode_records, make_dataset  # noqa: E402
 
 DEFAULT_TREE = Path("/tmp/fmnist-tree")
 BATCH_SIZE = 32

@@ -58,12 +58,12 @@ import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
 
 from bench_pipeline import DEFAULT_TREE, balanced_subset, fresh_cache_dir  # noqa: E402
-from imgclf_core.training import runs  # noqa: E402
+from imgclf_core.training.run_folder import RunFolder  # noqa: E402
 from imgclf_core.cli import build_parser, run_config_from_args  # noqa: E402
 from imgclf_core.config import DataConfig, ModelConfig, TrainingConfig, config_to_dict  # noqa: E402
-from imgclf_core.data.dataset import scan_dataset  # noqa: E402
+from imgclf_core.data.dataset import encode_labels, scan_dataset  # noqa: E402
 from imgclf_core.models.registry import create_model  # noqa: E402
-from imgclf_core.data.pipeline import decode_records, encode_labels  # noqa: E402
+from imgclf_core.data.pipeline import decode_records  # noqa: E402
 from imgclf_core.training.trainer import train_run  # noqa: E402
 
 IMAGE_SIZE = 28
@@ -212,12 +212,13 @@ def run_ours(directory: Path, epochs: int | None, test: TestSet, workdir: Path) 
     with fresh_cache_dir(workdir):
         clock = EpochClock(test, [], scale=1.0)
         config = run_config_from_args(build_parser().parse_args(argv))  # what `imgclf train` does
-        runs.write_run_config(run_dir, config)
+        run = RunFolder(run_dir)
+        run.write_config(config)
         configured = time.perf_counter() - clock.start
 
         def listener(row: dict, model: keras.Model) -> None:
             if not clock.class_names:
-                clock.class_names = list(runs.read_run_document(run_dir)["class_names"])
+                clock.class_names = list(run.read_document().class_names)
             clock.epoch_end(model, loss=row["loss"], train_accuracy=row["accuracy"],
                             val_accuracy=row["val_accuracy"], loop_s=row["seconds"], lr=row["lr"])
 
@@ -225,7 +226,7 @@ def run_ours(directory: Path, epochs: int | None, test: TestSet, workdir: Path) 
         finished = time.perf_counter() - clock.start - clock.excluded
     summary = clock.summary()
     first = summary["epochs"][0] if summary["epochs"] else None
-    evaluation_path = run_dir / "evaluation.json"
+    evaluation = run.read_evaluation()
     return {
         "state": state,
         "config": config_to_dict(config),
@@ -234,17 +235,15 @@ def run_ours(directory: Path, epochs: int | None, test: TestSet, workdir: Path) 
         # train_run's own warm scan, split, decode, model build and epoch-1 saves: epoch 1 minus its loop.
         "train_run_setup_s": (first["cum_s"] - configured - first["loop_s"]) if first else None,
         "finish_s": finished - summary["trained_s"],  # evaluation.json + predictions.csv after the last epoch
-        "validation_accuracy_best_model": (
-            json.loads(evaluation_path.read_text())["accuracy"] if evaluation_path.exists() else None
-        ),
+        "validation_accuracy_best_model": evaluation["accuracy"] if evaluation is not None else None,
         **summary,
     }
 
 
 def _validation_count(run_dir: Path) -> int | None:
     """How many images train_run held out for validation (one predictions.csv row each)."""
-    path = run_dir / "predictions.csv"
-    return sum(1 for _ in path.open(encoding="utf-8")) - 1 if path.exists() else None
+    rows = RunFolder(run_dir).read_predictions()
+    return len(rows) if rows is not None else None
 
 
 # ---------------------------------------------------------------------------------------------

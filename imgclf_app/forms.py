@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
+from imgclf_app.session_keys import AUGMENTATION
 from imgclf_core.config import AugmentationConfig
-
-AUGMENTATION_KEY = "augmentation"  # the AugmentationConfig the Dataset page set; the Train page uses it
 
 
 def current_augmentation() -> AugmentationConfig:
     """The augmentation chosen on the Dataset page this session (the trainer's default until then)."""
-    return st.session_state.get(AUGMENTATION_KEY) or AugmentationConfig()
+    return st.session_state.get(AUGMENTATION) or AugmentationConfig()
 
 
 def augmentation_form(container=st) -> AugmentationConfig:
@@ -35,7 +34,7 @@ def augmentation_form(container=st) -> AugmentationConfig:
         horizontal_flip=flip, rotation_degrees=rotation, zoom=zoom,
         translation=translation, contrast=contrast, brightness=brightness,
     )
-    st.session_state[AUGMENTATION_KEY] = config
+    st.session_state[AUGMENTATION] = config
     return config
 
 

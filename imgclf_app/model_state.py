@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from imgclf_core.training import runs
+from imgclf_core.training.run_folder import RunError, RunFolder
 
 if TYPE_CHECKING:  # numpy comes with the model, not with the page's imports
     import numpy as np
@@ -17,8 +17,13 @@ IMAGENET_LABEL = "Built-in ImageNet classifier (EfficientNet-Lite0, 1000 classes
 
 
 def model_file_stamp(source: str) -> int:
-    """The model file's mtime: a retrained or replaced model.keras gets a new cache entry."""
-    return 0 if source == IMAGENET else (Path(source) / "model.keras").stat().st_mtime_ns
+    """The model file's mtime: a retrained or replaced model gets a new cache entry."""
+    return 0 if source == IMAGENET else RunFolder(source).model_mtime_ns()
+
+
+def model_cache_key(source: str) -> str:
+    """The key the pages cache a model's results under: its source and its file's mtime."""
+    return f"{source}:{model_file_stamp(source)}"
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model (once; later predictions reuse it)…")
@@ -30,11 +35,11 @@ def _cached_predictor(source: str, stamp: int):
 
 def predictor_or_report(source: str):
     """The Predictor of a run folder (or IMAGENET), cached by path and mtime; None with a message if it fails."""
-    from imgclf_core.models.registry import ModelError
+    from imgclf_core.models.errors import ModelError
 
     try:
         return _cached_predictor(source, model_file_stamp(source))
-    except (ModelError, runs.RunError, OSError, ValueError) as error:
+    except (ModelError, RunError, OSError, ValueError) as error:
         st.error(f"Cannot load the model of {Path(source).name}: {error}")
         return None
 
@@ -44,7 +49,3 @@ def explain_bytes(_predictor, model_key: str, data: bytes, class_index: int | No
     """(probabilities, Grad-CAM heatmap) of one image's bytes; cached so sliders only redraw the overlay."""
     return _predictor.explain(_predictor.load_image(data), class_index)
 
-
-def runs_with_models(runs_root: Path) -> list[Path]:
-    """Runs (newest first) that have a best model saved: finished, or stopped with at least one epoch."""
-    return [run_dir for run_dir in runs.list_runs(runs_root) if (run_dir / "model.keras").is_file()]

@@ -12,19 +12,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from imgclf_app.dataset_state import load_dataset_index
+from imgclf_app.dataset_loaders import load_dataset_index
+from imgclf_app.session_keys import RELABEL_ERROR, RELABEL_MESSAGE, RELABEL_PLACE, undo_count_key
 from imgclf_core.inspection.relabel import QUARANTINE, Move, RelabelError, RelabelJournal, describe_move
 
 KEEP = "correct as is"
-MESSAGE_KEY = "relabel_message"
-ERROR_KEY = "relabel_error"
-PLACE_KEY = "relabel_place"  # where the last action was made, so its outcome is shown there
 
 
 def set_outcome_message(text: str, place: str | None = None, error: bool = False) -> None:
     """Remember the outcome of an action (in a callback) for the next run to show once, at `place`."""
-    st.session_state[ERROR_KEY if error else MESSAGE_KEY] = text
-    st.session_state[PLACE_KEY] = place
+    st.session_state[RELABEL_ERROR if error else RELABEL_MESSAGE] = text
+    st.session_state[RELABEL_PLACE] = place
 
 
 def relabel_menu_ui(folder: Path, path: str, class_names: list[str], widget_key: str,
@@ -40,6 +38,19 @@ def relabel_menu_ui(folder: Path, path: str, class_names: list[str], widget_key:
     st.selectbox("Relabel", actions, index=None, placeholder="Relabel…", key=widget_key, label_visibility="collapsed",
                  on_change=_apply_action,
                  args=(str(folder), path, widget_key, origin or widget_key.split(":", 1)[0], widget_key))
+
+
+def gallery_relabel_ui(folder: Path, journal: RelabelJournal, original_path: str, path: str, class_names: list[str],
+                       kept: set[str], widget_key: str, origin: str) -> bool:
+    """Under a gallery image: where it moved, that it was marked correct, or its relabel menu; then the outcome
+    of that menu with Undo / Redo, in view under the image it was about. Returns whether an outcome is shown."""
+    if path != original_path:
+        st.caption(f"moved to **{path}**")
+    elif path in kept:
+        st.caption("marked correct as is")
+    else:
+        relabel_menu_ui(folder, path, class_names, widget_key, origin=origin)
+    return relabel_messages_ui(journal, origin, place=widget_key)
 
 
 def _apply_action(dataset_root: str, path: str, widget_key: str, origin: str, place: str) -> None:
@@ -67,15 +78,15 @@ def relabel_messages_ui(journal: RelabelJournal | None = None, origin: str | Non
     in view after the click (then pass `shown_above=True` to the page's other `undo_redo_ui`).
     Returns whether a message was shown.
     """
-    if MESSAGE_KEY not in st.session_state and ERROR_KEY not in st.session_state:
+    if RELABEL_MESSAGE not in st.session_state and RELABEL_ERROR not in st.session_state:
         return False
-    if place is not None and st.session_state.get(PLACE_KEY) != place:
+    if place is not None and st.session_state.get(RELABEL_PLACE) != place:
         return False
-    st.session_state.pop(PLACE_KEY, None)
-    if MESSAGE_KEY in st.session_state:
-        st.success(st.session_state.pop(MESSAGE_KEY))
-    if ERROR_KEY in st.session_state:
-        st.error(st.session_state.pop(ERROR_KEY))
+    st.session_state.pop(RELABEL_PLACE, None)
+    if RELABEL_MESSAGE in st.session_state:
+        st.success(st.session_state.pop(RELABEL_MESSAGE))
+    if RELABEL_ERROR in st.session_state:
+        st.error(st.session_state.pop(RELABEL_ERROR))
     if journal is not None and origin is not None:
         undo_redo_ui(journal, origin, place, stacked=True)
     return True
@@ -95,7 +106,7 @@ def undo_redo_ui(journal: RelabelJournal, origin: str, place: str | None = None,
         return
     undoable, redoable = journal.undoable(origin), journal.redoable(origin)
     most = max(len(undoable), len(redoable))
-    count_key = f"{origin}_undo_count"
+    count_key = undo_count_key(origin)
     count = 1
     row = st.container() if stacked else st.container(horizontal=True, vertical_alignment="bottom")
     if most > 1:

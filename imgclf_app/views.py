@@ -7,10 +7,8 @@ from typing import Iterator, Sequence, TypeVar
 
 import streamlit as st
 
-from imgclf_core.training import runs
-from imgclf_core.data.dataset import TEST, VALIDATION, DatasetIndex
-from imgclf_core.data.dataset import split_warnings
-from imgclf_core.data.dataset_report import dataset_health_warnings
+from imgclf_core.training.run_catalog import active_runs
+from imgclf_core.data.dataset import TEST, VALIDATION, DatasetIndex, dataset_warnings
 
 # How each evaluated split is named wherever its figures are shown.
 SPLIT_NAMES = {VALIDATION: "Validation", TEST: "Test"}
@@ -20,7 +18,7 @@ Item = TypeVar("Item")
 
 
 def accuracy_text(accuracy: float) -> str:
-    """An accuracy as every page shows it: one definition (see runs.run_accuracy), one rounding."""
+    """An accuracy as every page shows it: one definition (see run_catalog.run_accuracy), one rounding."""
     return f"{accuracy:.1%}"
 
 
@@ -37,10 +35,19 @@ def dataset_summary_ui(index: DatasetIndex, split_warnings_elsewhere: bool = Fal
     columns[1].metric("Classes", len(index.class_names))
     columns[2].metric("Skipped files", len(index.skipped))
     columns[3].metric("Duplicate groups", len(index.duplicate_groups))
-    hidden = set(split_warnings(index)) if split_warnings_elsewhere else set()
-    for warning in (*index.warnings, *dataset_health_warnings(index)):
-        if warning not in hidden:
-            st.warning(warning)
+    for warning in dataset_warnings(index, with_split_warnings=not split_warnings_elsewhere):
+        st.warning(warning)
+
+
+def skipped_files_ui(index: DatasetIndex, download: bool = False) -> None:
+    """The files the scan skipped and why, as a table (with a CSV download when asked)."""
+    import pandas as pd  # here, not at the top: a page's title is drawn before pandas loads
+
+    table = pd.DataFrame([{"path": item.path, "reason": item.reason} for item in index.skipped])
+    st.dataframe(table, hide_index=True, width="stretch")
+    if download:
+        st.download_button("Download as CSV", table.to_csv(index=False).encode("utf-8"), file_name="skipped_files.csv",
+                           mime="text/csv")
 
 
 def evaluation_ui(evaluation: dict, split: str = VALIDATION, beside: dict[str, float] | None = None) -> None:
@@ -79,7 +86,7 @@ def split_evaluations_ui(evaluations: dict[str, dict]) -> None:
 
 def refused_while_busy(runs_root: Path) -> bool:
     """One run trains at a time: say so (and return True) when another is training."""
-    busy = runs.active_runs(runs_root)
+    busy = active_runs(runs_root)
     if busy:
         st.error(f"A run is already training ({busy[0].name}): stop it or let it finish first; "
                  "two runs at once would share the same cores and both go slower.")

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence, TextIO
 
 from imgclf_core import __version__
-from imgclf_core.models.registry import ModelError
+from imgclf_core.models.errors import ModelError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -167,96 +166,64 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"{spec.name:<18} {size:<12} {spec.description}")
         return EXIT_OK
     run_dir = _train_run_dir(args)
-    from imgclf_core.training import runs
+    from imgclf_core.training.run_catalog import outcome_lines
+    from imgclf_core.training.run_folder import FINISHED, STOPPED
     from imgclf_core.training.trainer import train_run
 
     state = train_run(run_dir, epoch_listener=print_epoch_line)
-    status = runs.read_status(run_dir)
-    message = status.get("message", "")
-    print(f"{run_dir}: {state}" + (f": {message}" if message and message != state else ""))
-    for split in ("validation", "test"):  # as the pages show it: the saved model's accuracy, 1 decimal
-        evaluation = runs.read_evaluation(run_dir, split)
-        if evaluation is not None:
-            print(f"  {split} accuracy {evaluation['accuracy']:.1%} on {sum(map(sum, evaluation['confusion_matrix']))}"
-                  f" images")
-    return EXIT_OK if state in (runs.FINISHED, runs.STOPPED) else 1
+    print("\n".join(outcome_lines(run_dir, state)))
+    return EXIT_OK if state in (FINISHED, STOPPED) else 1
 
 
 def print_epoch_line(row: dict, model=None) -> None:
-    print(
-        f"epoch {row['epoch']} ({row['stage']}): loss {row['loss']:.4f} accuracy {row['accuracy']:.4f}"
-        f" val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} lr {row['lr']:.2e}"
-        f" [{row['seconds']:.1f} s]",
-        file=sys.stderr, flush=True,
-    )
+    """The trainer's epoch listener: one line per finished epoch on stderr."""
+    from imgclf_core.training.run_catalog import epoch_line
+
+    print(epoch_line(row), file=sys.stderr, flush=True)
 
 
 def _train_run_dir(args: argparse.Namespace) -> Path:
     """The run folder to train: an existing one for --resume, else a new one holding the config."""
-    from imgclf_core.training import runs
+    from imgclf_core.training.run_folder import RunFolder
+    from imgclf_core.training.run_process import check_can_resume
 
     if args.resume is not None:
         target = args.out if args.resume is True else args.resume
         if not target:
             raise BadInput("--resume needs a RUN_DIR (or --out RUN_DIR)")
-        run_dir = Path(target)
-        runs.read_run_document(run_dir)  # a clear error when it is not a run folder
-        status = runs.read_status(run_dir)
-        # A launcher writes the trainer's own pid before it starts; any other live pid is a second trainer.
-        busy = status["state"] in runs.ACTIVE_STATES and status.get("pid") not in (None, os.getpid())
-        if busy and runs.is_chief():  # the other workers of a multi-worker run join the chief
-            raise BadInput(f"{run_dir} is being trained right now by process {status['pid']}")
-        return run_dir
+        return check_can_resume(Path(target)).path
     if not args.data_dir or not args.out:
         raise BadInput("give DATA_DIR and --out RUN_DIR (or --resume RUN_DIR)")
-    run_dir = Path(args.out)
-    if (run_dir / "config.json").exists():
-        raise BadInput(f"{run_dir} already holds a run: use --resume {run_dir}, or another --out folder")
+    folder = RunFolder(args.out)
+    if folder.is_run():
+        raise BadInput(f"{folder.path} already holds a run: use --resume {folder.path}, or another --out folder")
     if not Path(args.data_dir).is_dir():
         raise BadInput(f"dataset folder not found: {args.data_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_run_config(run_dir, run_config_from_args(args))
-    return run_dir
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.write_config(run_config_from_args(args))
+    return folder.path
 
 
 def run_config_from_args(args: argparse.Namespace):
     """The RunConfig of `imgclf train`: what the user gave, the rest recommended from the data."""
-    from imgclf_core.config import NO_AUGMENTATION, DataConfig, ModelConfig, RunConfig, TrainingConfig
+    from imgclf_core.config import NO_AUGMENTATION
     from imgclf_core.data.dataset import scan_dataset
-    from imgclf_core.models.registry import MODEL_REGISTRY, suggested_input
     from imgclf_core.training.recommend import recommend_settings
-    from imgclf_core.data.split import check_trainable_classes, split_records
+    from imgclf_core.training.run_setup import RunChoices, build_run_config, check_can_train
 
     index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
-    splits = split_records(index.records, args.val_split, args.seed)
-    check_trainable_classes(splits, index.class_names)
+    check_can_train(index, args.val_split, args.seed)
     recommended = recommend_settings(index)
-    model_name = args.model or recommended.model
-    if model_name not in MODEL_REGISTRY:
-        raise BadInput(f"unknown model {model_name!r}; choose one of: {', '.join(MODEL_REGISTRY)}")
     if args.model is None:
         print(f"imgclf train: {recommended.model} at {recommended.image_size} px: {recommended.reason}",
               file=sys.stderr, flush=True)
-        image_size, color_mode = recommended.image_size, recommended.color_mode
-        epochs, fine_tune_epochs = recommended.epochs, recommended.fine_tune_epochs
-    else:
-        image_size, color_mode = suggested_input(model_name, index)
-        epochs, fine_tune_epochs = TrainingConfig().epochs, TrainingConfig().fine_tune_epochs
-    pretrained = MODEL_REGISTRY[model_name].pretrained
-    return RunConfig(
-        data_dir=str(Path(args.data_dir).resolve()),
-        data=DataConfig(
-            image_size=args.image_size or image_size, color_mode=args.color_mode or color_mode,
-            validation_split=args.val_split, seed=args.seed, batch_size=args.batch_size,
-        ),
+    choices = RunChoices(
+        model=args.model, weights=args.weights, image_size=args.image_size, color_mode=args.color_mode,
+        epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs, learning_rate=args.learning_rate,
+        batch_size=args.batch_size, validation_split=args.val_split, seed=args.seed,
         augmentation=NO_AUGMENTATION if args.no_augmentation else args.augmentation_default,
-        model=ModelConfig(name=model_name, weights=args.weights if pretrained else "none"),
-        training=TrainingConfig(
-            epochs=epochs if args.epochs is None else args.epochs,
-            fine_tune_epochs=fine_tune_epochs if args.fine_tune_epochs is None else args.fine_tune_epochs,
-            learning_rate=args.learning_rate,
-        ),
     )
+    return build_run_config(args.data_dir, index, choices, recommended)
 
 
 # Commands that load a model: TensorFlow is imported up front, quietly (see tf_quiet). The audit imports
@@ -335,65 +302,19 @@ def run_fashion_mnist(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from imgclf_core.data.dataset import scan_dataset
-    from imgclf_core.models.model_io import read_run_config
+    from imgclf_core.inspection.run_evaluation import dataset_to_evaluate, evaluate_run
 
-    # Class names come from config.json, so a mismatched dataset is refused before TensorFlow loads.
-    class_names, run_config = read_run_config(args.run_dir)
-    data_dir = args.data_dir or run_config.data_dir
-    index = scan_dataset(data_dir, progress=StderrProgressBar("scan"))
-    if args.data_dir is None:
-        index = run_test_split(index, args.run_dir)
-        data_dir = f"the test split of {data_dir}"
-    check_classes_known(index.class_names, class_names, data_dir, args.run_dir)
+    index, data_dir = dataset_to_evaluate(args.run_dir, args.data_dir, progress=StderrProgressBar("scan"))
     if index.skipped:
         print(f"warning: skipped {len(index.skipped)} unusable file(s) in {data_dir} (see imgclf scan)",
               file=sys.stderr)
-    evaluation = evaluate_run(args.run_dir, index)
+    evaluation = evaluate_run(args.run_dir, index, progress=StderrProgressBar("predict"))
     if args.json:
         json.dump(evaluation, sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
     else:
         print_evaluation(evaluation, args.run_dir, data_dir)
     return EXIT_OK
-
-
-def run_test_split(index, run_dir: str):
-    """The index narrowed to its test split; BadInput when the dataset has none."""
-    import dataclasses
-
-    from imgclf_core.data.dataset import TEST
-
-    test = tuple(record for record in index.records if record.split == TEST)
-    if not test:
-        raise BadInput(f"{index.root} has no test split (a test/ folder beside train/): give DATA_DIR to evaluate "
-                       f"{run_dir} on another folder")
-    return dataclasses.replace(index, records=test, skipped=())
-
-
-def check_classes_known(data_classes: Sequence[str], model_classes: Sequence[str], data_dir: str, run_dir: str) -> None:
-    if not data_classes:
-        raise BadInput(f"{data_dir}: no usable images in class folders to evaluate")
-    unknown = sorted(set(data_classes) - set(model_classes))
-    if unknown:
-        raise BadInput(
-            f"{data_dir}: class folder(s) {', '.join(map(repr, unknown))} unknown to the model in {run_dir} "
-            f"(it knows: {', '.join(model_classes)})"
-        )
-
-
-def evaluate_run(run_dir: str, index) -> dict:
-    import numpy as np
-
-    from imgclf_core.training.evaluation import evaluate_predictions
-    from imgclf_core.models.model_io import load_run_model
-    from imgclf_core.inspection.predict import predict_index
-
-    model, class_names, run_config = load_run_model(run_dir)
-    probabilities = predict_index(model, index, run_config.data, progress=StderrProgressBar("predict"))
-    position = {name: number for number, name in enumerate(class_names)}
-    true_indices = np.array([position[record.label] for record in index.records], dtype=np.int64)
-    return evaluate_predictions(true_indices, probabilities, class_names)
 
 
 # Above this many classes the confusion matrix is too wide for a terminal; --json still has it.

@@ -15,7 +15,7 @@ one-line message. Anything else is a failure: another exception, a numpy warning
 seconds. Failures are printed and their bytes saved under --failures; the exit code is then 1.
 
 Decoding runs in a child process, so a hang or a crash in Pillow's C code is caught and the run
-goes on. The same seeds and mutations drive tests/test_fuzz.py (a bounded pass in pytest;
+goes on. The same seeds and mutations drive tests/robustness/test_fuzz.py (a bounded pass in pytest;
 IMGCLF_FUZZ_EXAMPLES=20000 runs it longer, IMGCLF_FUZZ_RANDOM=1 with new inputs each time).
 """
 

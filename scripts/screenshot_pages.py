@@ -4,7 +4,7 @@
 
 Starts `streamlit run app.py` on 127.0.0.1, waits for each page to finish drawing, and writes
 docs/screenshots/home.png. (The other pages' screenshots come from the browser tests, which
-drive them with real runs and uploads: tests/test_browser.py.)
+drive them with real runs and uploads: tests/e2e/test_browser.py.)
 """
 
 from __future__ import annotations

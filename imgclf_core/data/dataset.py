@@ -19,11 +19,14 @@ import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from imgclf_core.fileio import atomic_write_json, user_cache_dir
 from imgclf_core.data.images import UNREADABLE, ImageDecodeError, inspect_image, read_image_bytes
 from imgclf_core.parallel import decode_thread_count, map_in_threads
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -51,6 +54,11 @@ _CACHE_FORMAT = 1
 # Files under this median size are thumbnails: scanned in one thread (see decode_thread_count).
 TINY_FILE_BYTES = 4096
 
+
+# Health checks (not part of the scan's own warnings): a class this many times larger than another is
+# an imbalance worth a word; a class under this many images gives validation figures that mean little.
+IMBALANCE_WARNING_RATIO = 3.0
+TINY_CLASS_IMAGES = 10
 
 # imgclf's own folder inside a dataset (the relabel journal lives there).
 IMGCLF_FOLDER = ".imgclf"
@@ -202,6 +210,14 @@ class DatasetIndex:
         }
 
 
+def encode_labels(records: Sequence[ImageRecord], class_names: Sequence[str]) -> "np.ndarray":
+    """Each record's class as its index in `class_names` (the model's label order), int32."""
+    import numpy as np  # here, not at the top: pages import this module before anything heavy
+
+    position = {name: number for number, name in enumerate(class_names)}
+    return np.array([position[record.label] for record in records], dtype=np.int32)
+
+
 def find_duplicate_groups(records: tuple[ImageRecord, ...] | list[ImageRecord]) -> list[list[str]]:
     by_hash: dict[str, list[str]] = defaultdict(list)
     for record in records:
@@ -324,11 +340,11 @@ def _build_index(
         decoded_files=decoded_files,
         layout=layout,
     )
-    warnings = _dataset_warnings(counts, records) + split_warnings(index)
+    warnings = _structure_warnings(counts, records) + split_warnings(index)
     return dataclasses.replace(index, warnings=tuple(warnings))
 
 
-def _dataset_warnings(counts: Counter[str], records: list[ImageRecord]) -> list[str]:
+def _structure_warnings(counts: Counter[str], records: list[ImageRecord]) -> list[str]:
     warnings = []
     if not counts:
         warnings.append("no class folders: put the images in one subfolder per class")
@@ -363,6 +379,45 @@ def split_warnings(index: DatasetIndex) -> list[str]:
         warnings.append(
             f"leakage: {len(leakage)} identical image(s) appear in more than one split "
             f"(first: {' = '.join(leakage[0])}); they make the held-out figures look better than they are"
+        )
+    return warnings
+
+
+def dataset_warnings(index: DatasetIndex, with_split_warnings: bool = True) -> list[str]:
+    """Every warning about a dataset: the scan's (index.warnings), then the health checks'; without the
+    split ones (`split_warnings`) when a page shows those beside the split table instead."""
+    hidden = set() if with_split_warnings else set(split_warnings(index))
+    return [warning for warning in (*index.warnings, *dataset_health_warnings(index)) if warning not in hidden]
+
+
+def dataset_health_warnings(index: DatasetIndex) -> list[str]:
+    """Imbalance, tiny classes and leakage risk, each as one sentence that says what to do."""
+    warnings = []
+    counts = {name: count for name, count in index.class_counts.items() if count > 0}
+    if len(counts) >= 2:
+        largest = max(counts, key=counts.get)
+        smallest = min(counts, key=counts.get)
+        ratio = counts[largest] / counts[smallest]
+        if ratio > IMBALANCE_WARNING_RATIO:
+            warnings.append(
+                f"imbalance: '{largest}' has {ratio:.1f}x the images of '{smallest}' "
+                f"({counts[largest]} vs {counts[smallest]}); training weights classes by inverse frequency"
+            )
+    tiny = sorted(name for name, count in counts.items() if count < TINY_CLASS_IMAGES)
+    if tiny:
+        warnings.append(
+            f"tiny classes: {', '.join(repr(name) for name in tiny)} have fewer than {TINY_CLASS_IMAGES} "
+            "images; validation figures for them mean little"
+        )
+    # Copies across the dataset's own split folders are leakage, which the scan already reports.
+    leaked = index.leakage_groups
+    groups = [group for group in index.duplicate_groups if group not in leaked]
+    if groups:
+        copies = sum(len(group) - 1 for group in groups)
+        kept_together = "" if index.layout.has_splits else "the split keeps copies on one side, but "
+        warnings.append(
+            f"leakage risk: {copies} file(s) are exact copies of others ({len(groups)} group(s)); {kept_together}"
+            "remove them or they count several times"
         )
     return warnings
 

@@ -20,7 +20,7 @@ import keras
 
 from imgclf_core.data.augmentation import make_geometry_layer, make_photometric_layers
 from imgclf_core.config import AugmentationConfig, DataConfig
-from imgclf_core.data.dataset import DatasetError, DatasetIndex, ImageRecord
+from imgclf_core.data.dataset import DatasetError, DatasetIndex, ImageRecord, encode_labels
 from imgclf_core.fileio import user_cache_dir
 from imgclf_core.data.images import ImageDecodeError, decode_image
 from imgclf_core.parallel import decode_thread_count, map_in_threads
@@ -75,11 +75,6 @@ def build_training_data(
     return TrainingData(
         train, validation, class_names, tuple(splits.train), tuple(splits.validation), test, tuple(splits.test)
     )
-
-
-def encode_labels(records: Sequence[ImageRecord], class_names: Sequence[str]) -> np.ndarray:
-    position = {name: number for number, name in enumerate(class_names)}
-    return np.array([position[record.label] for record in records], dtype=np.int32)
 
 
 def decode_records(

@@ -39,9 +39,7 @@ import numpy as np
 from imgclf_core import __version__
 from imgclf_core.config import RunConfig, config_to_dict
 from imgclf_core.fileio import fsync_folder
-from imgclf_core.inspection.mistakes import read_run_predictions
-from imgclf_core.models.model_io import MODEL_FILE_NAME, read_run_config
-from imgclf_core.training.runs import now_iso, package_versions, read_evaluation, read_run_document
+from imgclf_core.training.run_folder import RunFolder, now_iso, package_versions
 
 FORMATS = ("keras", "savedmodel", "tflite")
 ARTIFACT_NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
@@ -166,9 +164,9 @@ def export_run(
     run_path, target = Path(run_dir), Path(out_dir)
     check_export_target(target)
     # A missing run or model is refused before TensorFlow loads (seconds, on a small machine).
-    _, run_config = read_run_config(run_path)
-    if not (run_path / MODEL_FILE_NAME).is_file():
-        raise ExportError(f"no trained model in {run_path} yet (no {MODEL_FILE_NAME})")
+    run_config, _ = RunFolder(run_path).read_trained_config()
+    if not RunFolder(run_path).has_model():
+        raise ExportError(f"no trained model in {run_path} yet (no {RunFolder.MODEL})")
     from imgclf_core.inspection.predict import Predictor
 
     say("loading the run's model")
@@ -211,7 +209,7 @@ def check_export_target(target: Path) -> None:
 
 def default_export_dir(run_dir: str | os.PathLike, format: str) -> Path:
     """RUN_DIR/exports/<format>: where the app exports."""
-    return Path(run_dir) / "exports" / format
+    return RunFolder(run_dir).export_dir(format)
 
 
 def _check_request(format: str, float16: bool, golden_count: int) -> None:
@@ -234,7 +232,7 @@ def _check_labels(class_names: Sequence[str]) -> None:
 
 def golden_candidates(run_dir: Path, run_config: RunConfig) -> list[str]:
     """Dataset-relative validation paths in golden order: round-robin over classes, each class in path order."""
-    rows = read_run_predictions(run_dir)
+    rows = RunFolder(run_dir).read_predictions()
     labelled = [(row["path"], row["true"]) for row in rows] if rows else _validation_from_scan(run_config)
     by_class: dict[str, list[str]] = defaultdict(list)
     for path, label in sorted(labelled):
@@ -290,7 +288,7 @@ def _write_checked_artifacts(
     artifact = staging / ARTIFACT_NAMES[format]
     say(f"writing {artifact.name}")
     if format == "keras":
-        shutil.copyfile(run_dir / MODEL_FILE_NAME, artifact)
+        shutil.copyfile(RunFolder(run_dir).model_path, artifact)
     elif format == "savedmodel":
         write_saved_model(model, artifact)
     else:
@@ -355,9 +353,9 @@ def artifact_probabilities(artifact: Path, images: np.ndarray) -> np.ndarray:
     batches = [images[start:start + PREDICT_BATCH_SIZE] for start in range(0, len(images), PREDICT_BATCH_SIZE)]
     if artifact.suffix == ".keras":
         from imgclf_core.models.model_io import load_model_checked
-        from imgclf_core.inspection.predict import compiled_predict_function
+        from imgclf_core.models.forward import compiled_forward
 
-        predict = compiled_predict_function(load_model_checked(artifact))
+        predict = compiled_forward(load_model_checked(artifact))
         return np.concatenate([predict(batch).numpy() for batch in batches])
     pixels = [batch.astype(np.float32) for batch in batches]
     if artifact.suffix == ".tflite":
@@ -409,8 +407,8 @@ def _size_bytes(path: Path) -> int:
 
 def _write_companions(staging: Path, report: ExportReport, run_config: RunConfig) -> None:
     (staging / LABELS_FILE_NAME).write_text("".join(f"{name}\n" for name in report.class_names), encoding="utf-8")
-    card = model_card_markdown(report, run_config, read_evaluation(report.run_dir),
-                               read_run_document(report.run_dir).get("versions") or {})
+    run = RunFolder(report.run_dir)
+    card = model_card_markdown(report, run_config, run.read_evaluation(), run.read_document().versions)
     (staging / MODEL_CARD_FILE_NAME).write_text(card, encoding="utf-8")
     # Without the local paths: the folder is meant to be zipped and shared.
     document = {key: value for key, value in report.to_json_dict().items()

@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from imgclf_core.config import DataConfig
-from imgclf_core.data.dataset import DatasetError, DatasetIndex, ImageRecord
+from imgclf_core.data.dataset import DatasetError, DatasetIndex, ImageRecord, encode_labels
 from imgclf_core.models.features import (
     feature_cache_file, feature_cache_key, load_feature_cache, save_feature_cache, unique_by_hash,
 )
@@ -123,7 +123,7 @@ def audit_dataset(
 
     embeddings = compute_embeddings(index, progress=phase(PHASE_EMBEDDINGS))
     class_names = list(index.class_names)
-    labels = np.array([class_names.index(record.label) for record in index.records])
+    labels = encode_labels(index.records, class_names)
     log_probabilities = out_of_fold_log_probabilities(embeddings, labels, len(class_names), folds,
                                                       progress=phase(PHASE_HEADS))
     near_duplicates = near_duplicate_groups(index.root, index.records, embeddings, duplicate_similarity,
@@ -182,14 +182,10 @@ def _embedding_function():
     from imgclf_core.tf_quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # only images not embedded yet need TensorFlow: a warm audit never loads it
-    import keras
-
-    from imgclf_core.models.efficientnet_lite import HEAD_LAYER_NAMES, imagenet_efficientnet_lite0
+    from imgclf_core.models.efficientnet_lite import imagenet_efficientnet_lite0
     from imgclf_core.models.features import compiled_embed_function
 
-    full = imagenet_efficientnet_lite0(EMBEDDING_IMAGE_SIZE, channels=3)
-    backbone = keras.Model(full.inputs, full.get_layer(HEAD_LAYER_NAMES[0]).output)
-    return compiled_embed_function(backbone, EMBEDDING_IMAGE_SIZE, 3)
+    return compiled_embed_function(imagenet_efficientnet_lite0(EMBEDDING_IMAGE_SIZE, channels=3))
 
 
 # ---------------------------------------------------------------- out-of-fold heads

@@ -85,29 +85,6 @@ class GradCam:
         return tf.nn.softmax(logits), logits
 
 
-def make_gradcam_heatmap(
-    model: keras.Model,
-    images: np.ndarray,
-    class_index: int | np.ndarray | None = None,
-    layer_name: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (N, K), heatmaps (N, h, w) float32 in 0..1); class_index None = each image's top class."""
-    return cached_gradcam(model, layer_name)(images, class_index)
-
-
-_GRADCAM_CACHE_ATTRIBUTE = "_imgclf_gradcam_cache"
-
-
-def cached_gradcam(model: keras.Model, layer_name: str | None = None) -> GradCam:
-    """The GradCam of (model, layer), built once and kept on the model object itself."""
-    # Stored on the model rather than in a module dict, so it dies with the model and never leaks.
-    cache = model.__dict__.setdefault(_GRADCAM_CACHE_ATTRIBUTE, {})
-    key = layer_name or last_conv_layer_name(model)
-    if key not in cache:
-        cache[key] = GradCam(model, key)
-    return cache[key]
-
-
 def _get_layer(model: keras.Model, layer_name: str) -> keras.layers.Layer:
     try:
         return model.get_layer(layer_name)

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-
-from imgclf_core.training.evaluation import read_predictions_csv
-
-
-def read_run_predictions(run_dir: str | os.PathLike, split: str = "validation") -> list[dict] | None:
-    """The run's predictions.csv rows of one split ("validation" or "test"), or None before the run has finished."""
-    path = Path(run_dir) / "predictions.csv"
-    if not path.is_file():
-        return None
-    return [row for row in read_predictions_csv(path) if row["split"] == split]
 
 
 def cell_predictions(rows: Sequence[dict], true_label: str, predicted_label: str) -> list[dict]:
@@ -47,7 +36,7 @@ def explain_paths(predictor, paths: Sequence[str | os.PathLike], class_index: in
     batch, readable, errors = predictor.load_images(paths)
     results: list[dict] = [{"error": errors[position]} if position in errors else {} for position in range(len(paths))]
     if batch is not None:
-        probabilities, heatmaps = predictor.gradcam(batch, class_index)
+        probabilities, heatmaps = predictor.explain_batch(batch, class_index)
         for position, row, heatmap in zip(readable, probabilities, heatmaps):
             results[position] = {"probabilities": row, "heatmap": heatmap}
     return results
@@ -62,7 +51,7 @@ def class_average_gradcam(predictor, paths: Sequence[str | os.PathLike], class_i
     batch, _, _ = predictor.load_images(paths)
     if batch is None:
         raise ValueError("no readable images to average")
-    _, heatmaps = predictor.gradcam(batch, class_index)
+    _, heatmaps = predictor.explain_batch(batch, class_index)
     mean_heatmap = heatmaps.mean(axis=0)
     peak = mean_heatmap.max()
     mean_image = np.round(batch.astype(np.float64).mean(axis=0)).astype(np.uint8)

@@ -1,8 +1,7 @@
 """Classify images with a trained run (or the built-in ImageNet model) and explain them with Grad-CAM.
 
-Every call goes through a `tf.function` with a batch-agnostic input signature, traced once per
-model: a warm single-image prediction is a graph call, not Keras' eager call or `model.predict`
-(which builds a tf.data pipeline per call and is ~10x slower for one image).
+Every call goes through the model's compiled forward pass (`imgclf_core.models.forward`), traced
+once per model: a warm single-image prediction is a graph call.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import tensorflow as tf
 import keras
 from PIL import Image
 
@@ -21,24 +19,14 @@ from imgclf_core.data.dataset import DatasetIndex
 from imgclf_core.fileio import atomic_write_with
 from imgclf_core.inspection.gradcam import GradCam
 from imgclf_core.data.images import ImageDecodeError, decode_image, read_image_bytes
-from imgclf_core.models.registry import ModelError
+from imgclf_core.models.errors import ModelError
+from imgclf_core.models.forward import compiled_forward
 from imgclf_core.inspection.overlay import display_image, overlay_heatmap
 from imgclf_core.data.pipeline import decode_records
 
 ProgressCallback = Callable[[int, int], None]
 DEFAULT_BATCH_SIZE = 64
 IMAGENET_IMAGE_SIZE = 224
-
-
-def compiled_predict_function(model: keras.Model) -> Callable[[np.ndarray], tf.Tensor]:
-    """`model(images, training=False)` as a tf.function taking uint8 batches of any size, traced once."""
-    input_shape = tuple(model.inputs[0].shape[1:])
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.uint8)])
-    def predict(images: tf.Tensor) -> tf.Tensor:
-        return tf.cast(model(tf.cast(images, tf.float32), training=False), tf.float32)
-
-    return predict
 
 
 class Predictor:
@@ -51,15 +39,15 @@ class Predictor:
         self.color_mode = color_mode
         self.input_shape = (image_size, image_size, 3 if color_mode == "rgb" else 1)
         _check_model_matches(model, self.class_names, self.input_shape)
-        self._predict = compiled_predict_function(model)
+        self._predict = compiled_forward(model)
         self._gradcam: GradCam | None = None
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> "Predictor":
         """The best model of a run folder."""
-        from imgclf_core.models.model_io import load_run_model
+        from imgclf_core.training.run_folder import RunFolder
 
-        model, class_names, run_config = load_run_model(run_dir)
+        model, class_names, run_config = RunFolder(run_dir).load_trained_model()
         return cls(model, class_names, run_config.data.image_size, run_config.data.color_mode)
 
     @classmethod
@@ -89,12 +77,6 @@ class Predictor:
         model = imagenet_efficientnet_lite0(IMAGENET_IMAGE_SIZE, channels=3)
         return cls(model, imagenet_class_names(), IMAGENET_IMAGE_SIZE, "rgb")
 
-    @property
-    def gradcam(self) -> GradCam:
-        if self._gradcam is None:
-            self._gradcam = GradCam(self.model)
-        return self._gradcam
-
     def load_image(self, source) -> np.ndarray:
         """Decode a path, bytes or file object to this model's input: uint8 (S, S, C)."""
         return decode_image(source, color_mode=self.color_mode, size=(self.image_size, self.image_size))
@@ -122,9 +104,17 @@ class Predictor:
 
     def explain(self, image: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities (K,), Grad-CAM heatmap (h, w) in 0..1) for one uint8 image; default class = top class."""
-        batch = self._checked_batch(np.asarray(image)[None])
-        probabilities, heatmaps = self.gradcam(batch, class_index)
+        probabilities, heatmaps = self.explain_batch(np.asarray(image)[None], class_index)
         return probabilities[0], heatmaps[0]
+
+    def explain_batch(
+        self, images: np.ndarray, class_index: int | np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (N, K), Grad-CAM heatmaps (N, h, w) in 0..1) for a uint8 batch; default: each top class."""
+        batch = self._checked_batch(images)
+        if self._gradcam is None:
+            self._gradcam = GradCam(self.model)  # built on first use: predicting alone never needs it
+        return self._gradcam(batch, class_index)
 
     def predict_files(
         self,
@@ -161,7 +151,7 @@ class Predictor:
         if overlay_names is None:
             probabilities, heatmaps = self._predict(batch).numpy(), [None] * len(good)
         else:
-            probabilities, heatmaps = self.gradcam(batch)
+            probabilities, heatmaps = self.explain_batch(batch)
         for position, row, heatmap, data in zip(good, probabilities, heatmaps, raw_bytes):
             results[position]["top_k"] = [{"label": label, "probability": p} for label, p in self.top_k(row, k)]
             overlay_path = None
@@ -205,7 +195,7 @@ def predict_index(
     if tuple(model.inputs[0].shape[1:]) != expected:
         raise ModelError(f"the model takes images of shape {tuple(model.inputs[0].shape[1:])}, the data config gives {expected}")
     images = decode_records(index.root, index.records, data_config, progress=progress)
-    predict = compiled_predict_function(model)
+    predict = compiled_forward(model)
     chunks = [np.asarray(predict(np.asarray(images[start:start + batch_size]))) for start in range(0, len(images), batch_size)]
     num_classes = int(model.outputs[0].shape[-1])
     return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)

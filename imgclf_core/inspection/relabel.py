@@ -34,7 +34,7 @@ from typing import Iterator, Sequence
 
 from imgclf_core.data.dataset import IMGCLF_FOLDER, detect_layout
 from imgclf_core.fileio import fsync_folder, unique_file_path
-from imgclf_core.training.runs import now_iso
+from imgclf_core.training.run_folder import now_iso
 
 JOURNAL_FOLDER = IMGCLF_FOLDER
 JOURNAL_NAME = "relabel.jsonl"

@@ -11,17 +11,18 @@ exported model needs no outside code. Lite differs from B0 in using ReLU6, no sq
 and a stem (32) and head (1280) that are never width-scaled. Convolutions use TensorFlow's
 "same" padding, which is what the PyTorch port pads with too (its Conv2dStaticSamePadding).
 
-Layer names, for trainers and Grad-CAM:
-- `image`, then `gray_to_rgb` (1-channel input only) and `normalization` (preprocessing);
+Layer names, for trainers and Grad-CAM (they follow the registry's conventions: `preprocess_*`,
+`head_*` and `predictions`, so `registry.base_layers` and `head_layers` work on this model too):
+- `image`, then `preprocess_gray_to_rgb` (1-channel input only) and `preprocess_normalization`;
 - `stem_conv`, `stem_bn`, `stem_activation`;
 - 16 MBConv blocks `block1a` ... `block7a` (`BLOCK_NAMES`), each with layers named
   `<block>_expand_conv|_expand_bn|_expand_activation|_dwconv|_bn|_activation|_project_conv|
   _project_bn|_drop|_add` (the expansion layers are absent from block1a, drop/add from blocks
   without a residual);
 - `top_conv`, `top_bn`, `top_activation` (`LAST_CONV_LAYER`, the 1280-channel feature map);
-- the head, `HEAD_LAYER_NAMES`: `avg_pool`, `top_dropout`, `predictions`.
-"The base" is every layer before the head (`backbone_layer_names`); `fine_tune_layer_names`
-names the layers of the top N blocks and the top conv, to unfreeze for a second training stage.
+- the head, `HEAD_LAYER_NAMES`: `head_pool`, `head_dropout`, `predictions`.
+Models saved under the earlier names (`avg_pool`, `top_dropout`, `gray_to_rgb`, `normalization`)
+still load: a .keras file rebuilds from its own config, and no weights live in the renamed layers.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ INPUT_STD = 128.0
 DEFAULT_IMAGE_SIZE = 224
 
 LAST_CONV_LAYER = "top_activation"
-HEAD_LAYER_NAMES = ("avg_pool", "top_dropout", "predictions")
+HEAD_LAYER_NAMES = ("head_pool", "head_dropout", "predictions")
 PREDICTIONS_LAYER = "predictions"
 
 
@@ -87,7 +88,7 @@ _CHECKPOINT_FILE_NAME = "efficientnet-lite0-57934424.pth"
 # ----------------------------------------------------------------------------- architecture
 
 
-def build_efficientnet_lite0(
+def untrained_efficientnet_lite0(
     input_shape: Sequence[int | None] = (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3),
     num_classes: int | None = NUM_IMAGENET_CLASSES,
     include_preprocessing: bool = True,
@@ -106,9 +107,9 @@ def build_efficientnet_lite0(
     x = inputs
     if input_shape[-1] == 1:
         # Concatenate is a stock layer, so a saved model reloads with safe_mode=True.
-        x = keras.layers.Concatenate(axis=-1, name="gray_to_rgb")([x, x, x])
+        x = keras.layers.Concatenate(axis=-1, name="preprocess_gray_to_rgb")([x, x, x])
     if include_preprocessing:
-        x = keras.layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="normalization")(x)
+        x = keras.layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="preprocess_normalization")(x)
     x = keras.layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = _batch_norm("stem_bn")(x)
     x = keras.layers.ReLU(6.0, name="stem_activation")(x)
@@ -189,31 +190,6 @@ def _classification_head(x, num_classes: int, dropout: float):
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name=HEAD_LAYER_NAMES[1])(x)
     return keras.layers.Dense(num_classes, activation="softmax", name=PREDICTIONS_LAYER)(x)
-
-
-def backbone_layer_names(model: keras.Model) -> list[str]:
-    """Names of the layers that make up the base (everything up to and including LAST_CONV_LAYER)."""
-    names = [layer.name for layer in model.layers]
-    if LAST_CONV_LAYER not in names:
-        raise ValueError(f"model {model.name!r} has no layer {LAST_CONV_LAYER!r}; is it an EfficientNet-Lite0?")
-    return names[: names.index(LAST_CONV_LAYER) + 1]
-
-
-def fine_tune_layer_names(model: keras.Model, top_blocks: int, include_batch_norm: bool = False) -> list[str]:
-    """Layers of the top `top_blocks` MBConv blocks plus the top conv, to unfreeze for fine-tuning."""
-    if not isinstance(top_blocks, int) or not 0 <= top_blocks <= len(BLOCK_NAMES):
-        raise ValueError(f"top_blocks must be an integer from 0 to {len(BLOCK_NAMES)}, got {top_blocks!r}")
-    prefixes = tuple(f"{block}_" for block in BLOCK_NAMES[len(BLOCK_NAMES) - top_blocks :]) + ("top_",)
-    base = set(backbone_layer_names(model))
-    selected = []
-    for layer in model.layers:
-        if layer.name not in base or not layer.name.startswith(prefixes):
-            continue
-        # Small datasets fine-tune better with batch norm statistics left as ImageNet's.
-        if isinstance(layer, keras.layers.BatchNormalization) and not include_batch_norm:
-            continue
-        selected.append(layer.name)
-    return selected
 
 
 # ----------------------------------------------------------------------------- weights
@@ -439,8 +415,8 @@ def imagenet_efficientnet_lite0(
 ) -> keras.Model:
     """EfficientNet-Lite0 with its ImageNet classifier: 0..255 images in, 1000 softmax probabilities out."""
     height, width = _image_height_width(image_size)
-    model = build_efficientnet_lite0((height, width, channels), num_classes=NUM_IMAGENET_CLASSES,
-                                     name="efficientnet_lite0_imagenet")
+    model = untrained_efficientnet_lite0((height, width, channels), num_classes=NUM_IMAGENET_CLASSES,
+                                         name="efficientnet_lite0_imagenet")
     assign_weights(model, load_efficientnet_lite0_weights())
     return model
 
@@ -455,7 +431,7 @@ def create_efficientnet_lite0(
 ) -> keras.Model:
     """EfficientNet-Lite0 for transfer learning: ImageNet base (if pretrained) and a new softmax head."""
     height, width = _image_height_width(image_size)
-    model = build_efficientnet_lite0(
+    model = untrained_efficientnet_lite0(
         (height, width, channels), num_classes=num_classes, dropout=dropout,
         drop_connect_rate=drop_connect_rate,
     )

@@ -101,15 +101,15 @@ def embed_records(
     return vectors
 
 
-def compiled_embed_function(backbone, image_size: int, channels: int) -> EmbedFunction:
-    """A uint8 -> float32 features call of a Keras backbone, compiled once (inference mode)."""
-    import tensorflow as tf
+def compiled_embed_function(model) -> EmbedFunction:
+    """A classifier's features (its feature layer's output) as a uint8 -> float32 call, compiled once."""
+    import keras
 
-    @tf.function(input_signature=[tf.TensorSpec((None, image_size, image_size, channels), tf.uint8)])
-    def embed(images):
-        return backbone(tf.cast(images, tf.float32), training=False)
+    from imgclf_core.models.forward import compiled_forward
+    from imgclf_core.models.registry import feature_layer_name
 
-    return lambda images: embed(tf.constant(images)).numpy()
+    forward = compiled_forward(keras.Model(model.inputs, model.get_layer(feature_layer_name(model)).output))
+    return lambda images: forward(images).numpy()
 
 
 def unique_by_hash(records: Sequence[ImageRecord]) -> list[ImageRecord]:

@@ -1,4 +1,4 @@
-"""Save and load `.keras` model files safely: atomic writes, checked loads, run folders.
+"""Save and load `.keras` model files safely: atomic writes, checked loads.
 
 Loading never runs code from the file (`safe_mode=True`, Lambda layers refused before Keras sees
 them) and says what is wrong in words: a missing file, a corrupt archive, a model with the wrong
@@ -14,15 +14,12 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from imgclf_core.config import RunConfig, run_config_from_dict
 from imgclf_core.fileio import atomic_write_with
-from imgclf_core.models.registry import ModelError
+from imgclf_core.models.errors import ModelError
 
 if TYPE_CHECKING:
     import keras
 
-MODEL_FILE_NAME = "model.keras"
-RUN_CONFIG_FILE_NAME = "config.json"
 DEFAULT_MAX_MODEL_BYTES = 1024**3
 # config.json inside a .keras archive is a few hundred kB even for big backbones; more is a zip bomb.
 MAX_ARCHIVE_CONFIG_BYTES = 64 * 1024**2
@@ -56,35 +53,6 @@ def load_model_checked(
     model = _load_with_keras(model_path, compile)
     _check_output_size(model, model_path, expected_num_classes)
     return model
-
-
-def read_run_config(run_dir: str | os.PathLike) -> tuple[list[str], RunConfig]:
-    """The class names and RunConfig of a run folder, from its config.json (no TensorFlow needed)."""
-    folder = Path(run_dir)
-    if not folder.is_dir():
-        raise ModelError(f"run folder not found: {folder}")
-    config_path = folder / RUN_CONFIG_FILE_NAME
-    if not config_path.is_file():
-        raise ModelError(f"not a run folder (no {RUN_CONFIG_FILE_NAME}): {folder}")
-    try:
-        document = json.loads(config_path.read_text(encoding="utf-8"))
-        class_names = document["class_names"]
-        run_config = run_config_from_dict(document["run"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ModelError(f"unreadable run config {config_path}: {type(error).__name__}: {error}") from error
-    if not isinstance(class_names, list) or len(class_names) < 2 or not all(isinstance(n, str) for n in class_names):
-        raise ModelError(f"{config_path}: class_names must be a list of at least two names")
-    return class_names, run_config
-
-
-def load_run_model(run_dir: str | os.PathLike) -> tuple["keras.Model", list[str], RunConfig]:
-    """The best model of a run folder with its class names and RunConfig."""
-    class_names, run_config = read_run_config(run_dir)
-    model_path = Path(run_dir) / MODEL_FILE_NAME
-    if not model_path.exists():
-        raise ModelError(f"no trained model in {run_dir} yet (no {MODEL_FILE_NAME})")
-    model = load_model_checked(model_path, expected_num_classes=len(class_names))
-    return model, class_names, run_config
 
 
 def _check_model_file(path: Path, max_bytes: int) -> None:

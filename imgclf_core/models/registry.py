@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from imgclf_core.config import ModelConfig
+from imgclf_core.models.errors import ModelError
 
 if TYPE_CHECKING:
     import keras
@@ -28,10 +29,6 @@ GRAYSCALE_MODES = ("1", "L", "I", "I;16", "F")
 # Models trained from scratch default to the data's median side, clamped to this range.
 SCRATCH_IMAGE_SIZES = (28, 96)
 OUTPUT_LAYER = "predictions"
-
-
-class ModelError(ValueError):
-    """A model cannot be built or loaded; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +127,7 @@ def set_trainable_top(model: "keras.Model", fraction: float) -> int:
 # ---------------------------------------------------------------- builders
 
 
-def _input_and_scaled(image_size: int, channels: int, name: str):
+def _input_and_scaled(image_size: int, channels: int):
     """Model input (0..255) and the same scaled to 0..1."""
     import keras
 
@@ -153,7 +150,7 @@ def build_seed_cnn(num_classes: int, image_size: int, channels: int, config: Mod
 
     if image_size < 20:
         raise ModelError(f"seed_cnn needs images of at least 20 px, got {image_size}")
-    inputs, x = _input_and_scaled(image_size, channels, "seed_cnn")
+    inputs, x = _input_and_scaled(image_size, channels)
     x = keras.layers.Conv2D(32, 3, activation="relu", name="conv1")(x)
     x = keras.layers.MaxPooling2D(name="pool1")(x)
     x = keras.layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
@@ -179,7 +176,7 @@ def build_small_cnn(num_classes: int, image_size: int, channels: int, config: Mo
     """Conv-BN-ReLU stages with max pooling between them, global average pooling, dropout."""
     import keras
 
-    inputs, x = _input_and_scaled(image_size, channels, "small_cnn")
+    inputs, x = _input_and_scaled(image_size, channels)
     for stage, (filters, repeats) in enumerate(SMALL_CNN_STAGES, start=1):
         if stage > 1:
             x = keras.layers.MaxPooling2D(name=f"stage{stage}_pool")(x)

@@ -1,0 +1,174 @@
+"""The epoch loop's writers, one part each: model, checkpoint, history, TensorBoard, progress,
+status and the final evaluation; and the checkpoint's reader beside its writer.
+
+Only the chief writes into the run folder: on every other worker each writer's hooks do nothing.
+Each writer writes through the run folder (RunFolder), which names the files and writes them atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from imgclf_core.training.loop_parts import EpochEnd, LoopPart, LoopState, StepPosition
+from imgclf_core.training.run_folder import FINISHED, RUNNING, STOPPED, RunFolder, now_iso
+
+if TYPE_CHECKING:
+    from imgclf_core.data.pipeline import TrainingData
+    from imgclf_core.training.loop import EpochLoop
+
+TENSORBOARD_SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr")
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """The value as a float, or None for None, nan and infinity (JSON has no infinity)."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def write_loop_status(loop: EpochLoop, state: str, message: str, **fields: Any) -> None:
+    """status.json with what every status of the loop carries: planned epochs, notes, best loss, usable model."""
+    fields.setdefault("epoch", loop.state.epoch)
+    fields.setdefault("usable_model", loop.usable_model)
+    loop.setup.folder.write_status(
+        state, message=message, epochs=loop.setup.config.training.total_epochs, notes=loop.notes,
+        best_val_loss=finite_or_none(loop.state.best_val_loss), **fields,
+    )
+
+
+# ---------------------------------------------------------------- checkpoint
+
+
+def save_checkpoint(loop: EpochLoop) -> None:
+    """checkpoint/: the model's weights, the optimizer's variables and the loop state after the last epoch."""
+    values = {f"v{number}": variable.numpy() for number, variable in enumerate(loop.optimizer.variables)}
+    state = dict(vars(loop.state))
+    state["best_val_loss"] = finite_or_none(state["best_val_loss"])
+    state["stage_best_val_loss"] = finite_or_none(state["stage_best_val_loss"])
+    loop.setup.folder.write_checkpoint(
+        loop.state.epoch, loop.setup.model.save_weights, lambda path: np.savez(path, **values), state,
+    )
+
+
+def read_checkpoint_state(folder: RunFolder) -> LoopState | None:
+    """The loop state of the run's checkpoint, or None when it has none."""
+    saved = folder.read_checkpoint_state()
+    if saved is None:
+        return None
+    known = {name: saved[name] for name in LoopState.__dataclass_fields__ if name in saved}
+    for name in ("best_val_loss", "stage_best_val_loss"):
+        known[name] = math.inf if known.get(name) is None else known[name]
+    return LoopState(**known)
+
+
+def restore_checkpoint(loop: EpochLoop) -> None:
+    """Load the checkpoint's weights into the model and its variables into the optimizer (built for them)."""
+    folder = loop.setup.folder
+    saved = folder.read_checkpoint_state()
+    loop.setup.model.load_weights(folder.checkpoint_file(saved["weights"]))
+    with np.load(folder.checkpoint_file(saved["optimizer"])) as stored:
+        values = [stored[f"v{number}"] for number in range(len(stored.files))]
+    if len(values) != len(loop.optimizer.variables):
+        raise ValueError(f"checkpoint optimizer state does not match the model: {folder.checkpoint_dir}")
+    for variable, value in zip(loop.optimizer.variables, values):
+        variable.assign(value)
+
+
+# ---------------------------------------------------------------- writer parts
+
+
+class ModelWriter(LoopPart):
+    """model.keras: the best epoch by monitored loss, and always a model once an epoch or a stop has passed."""
+
+    def on_epoch_end(self, loop: EpochLoop, epoch: EpochEnd) -> None:
+        if loop.setup.chief and (epoch.improved_run or not loop.setup.folder.has_model()):
+            loop.setup.folder.save_model(loop.setup.model)
+
+    def on_stop(self, loop: EpochLoop) -> None:
+        if loop.setup.chief and not loop.setup.folder.has_model():
+            loop.setup.folder.save_model(loop.setup.model)
+
+
+class CheckpointWriter(LoopPart):
+    """checkpoint/ after every epoch, for resume."""
+
+    def on_epoch_end(self, loop: EpochLoop, epoch: EpochEnd) -> None:
+        if loop.setup.chief:
+            save_checkpoint(loop)
+
+
+class HistoryWriter(LoopPart):
+    """history.csv after every epoch: all rows so far."""
+
+    def on_epoch_end(self, loop: EpochLoop, epoch: EpochEnd) -> None:
+        if loop.setup.chief:
+            loop.setup.folder.write_history(loop.state.history)
+
+
+class TensorBoardWriter(LoopPart):
+    """The epoch's figures as TensorBoard scalars under tensorboard/."""
+
+    def __init__(self, folder: RunFolder, chief: bool) -> None:
+        self.summary_writer = tf.summary.create_file_writer(str(folder.tensorboard_dir)) if chief else None
+
+    def on_epoch_end(self, loop: EpochLoop, epoch: EpochEnd) -> None:
+        if self.summary_writer is None:
+            return
+        with self.summary_writer.as_default():
+            for key in TENSORBOARD_SCALARS:
+                tf.summary.scalar(key, epoch.row[key], step=epoch.row["epoch"])
+        self.summary_writer.flush()
+
+
+class ProgressWriter(LoopPart):
+    """A progress.jsonl line and a status every `every` batches and at an epoch's last batch: live curves."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def on_step_end(self, loop: EpochLoop, position: StepPosition, totals: np.ndarray) -> None:
+        step, steps = position.step, position.steps
+        if not loop.setup.chief or not (step % self.every == 0 or step == steps):
+            return
+        loop.setup.folder.append_progress({
+            "epoch": position.epoch, "step": step, "steps": steps,
+            "loss": totals[0] / max(totals[2], 1), "accuracy": totals[1] / max(totals[2], 1),
+            "lr": float(loop.optimizer.learning_rate.numpy()),
+            "seconds": round(time.monotonic() - position.started, 3), "time": now_iso(),
+        })
+        write_loop_status(loop, RUNNING, f"epoch {position.epoch}", epoch=position.epoch, step=step, steps=steps)
+
+
+class EvaluationWriter(LoopPart):
+    """evaluation.json and predictions.csv of the best model on the held-out images, when training ends."""
+
+    def __init__(self, evaluate_run: Callable[[Path, TrainingData], None]) -> None:
+        self.evaluate_run = evaluate_run
+
+    def on_finish(self, loop: EpochLoop) -> None:
+        if loop.setup.chief:
+            write_loop_status(loop, RUNNING, "evaluating the best model on the held-out images")
+            self.evaluate_run(loop.setup.folder.path, loop.data)
+
+
+class StatusWriter(LoopPart):
+    """status.json after every epoch, and the final state: stopped or finished."""
+
+    def on_epoch_end(self, loop: EpochLoop, epoch: EpochEnd) -> None:
+        if loop.setup.chief:
+            row = epoch.row
+            message = f"epoch {row['epoch']} done: validation accuracy {row['val_accuracy']:.1%}"
+            write_loop_status(loop, RUNNING, message)
+
+    def on_stop(self, loop: EpochLoop) -> None:
+        if loop.setup.chief:
+            epoch = loop.state.epoch
+            write_loop_status(loop, STOPPED, f"stopped during epoch {epoch + 1}; resume continues after epoch {epoch}")
+
+    def on_finish(self, loop: EpochLoop) -> None:
+        if loop.setup.chief:
+            write_loop_status(loop, FINISHED, "finished")

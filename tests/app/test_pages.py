@@ -1,0 +1,199 @@
+"""The Dataset and Train pages under Streamlit's AppTest: real folders, a real trainer process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers.files import png_bytes, shapes_tree, write, zip_of
+from helpers.pages import APP, TIMEOUT, chart_rows, metrics, open_page, wait_until
+from helpers.runs import fake_run
+from streamlit.testing.v1 import AppTest
+
+from imgclf_app.session_keys import CURRENT_RUN, RECENT_FOLDER_CHOICE, SAVED_DATASET_DIR
+from imgclf_core.training import run_catalog, run_folder, run_process
+from imgclf_core.training.run_folder import RunFolder
+from imgclf_core.config import RunConfig
+from imgclf_core.fileio import user_data_dir
+
+
+# ---------------------------------------------------------------- dataset page
+
+
+@pytest.fixture
+def odd_dataset(tmp_path) -> Path:
+    root = tmp_path / "data"
+    for number in range(12):
+        write(root, f"cat/{number:02d}.png", png_bytes(number, (20, 10)))
+    for number in range(3):
+        write(root, f"dog/{number:02d}.png", png_bytes(100 + number, (20, 10)))
+    write(root, "dog/copy.png", png_bytes(100, (20, 10)))
+    write(root, "dog/empty.png", b"")
+    write(root, "cat/notes.jpg", b"just text")
+    return root
+
+
+def test_dataset_page_counts_warnings_and_skipped_files(odd_dataset):
+    app = open_page("app_pages/dataset.py", odd_dataset)
+    assert metrics(app) == {"Images": "16", "Classes": "2", "Skipped files": "2", "Duplicate groups": "1"}
+    warnings = " ".join(warning.value for warning in app.warning)
+    assert "tiny classes: 'dog'" in warnings and "leakage risk" in warnings
+    skipped = next(frame.value for frame in app.dataframe if "reason" in frame.value.columns)
+    assert sorted(skipped["path"]) == ["cat/notes.jpg", "dog/empty.png"]
+    assert [button.label for button in app.get("download_button")] == ["Download as CSV"]
+    grid = [image for image in app.get("image") if image.captions and "·" in image.captions[0]]
+    assert len(grid) == 16
+
+
+def test_dataset_grid_filters_by_class_and_inspects_an_image(odd_dataset):
+    app = open_page("app_pages/dataset.py", odd_dataset)
+    app.selectbox(key="grid_class").set_value("dog").run()
+    captions = [image.captions[0] for image in app.get("image") if image.captions and "·" in image.captions[0]]
+    assert len(captions) == 4 and all(caption.startswith("dog · ") for caption in captions)
+    def shown_as(caption: str) -> int:  # the duplicates section shows dog/copy.png too
+        return sum(1 for image in app.get("image") if image.captions == [caption])
+
+    before = shown_as("dog/copy.png")
+    app.button(key="inspect:dog/copy.png").click().run()
+    details = " ".join(markdown.value for markdown in app.markdown)
+    assert "copy.png" in details and "20×10" in details and "sha256" in details
+    # the dialog shows the image itself, and the augmentation preview switches to it
+    assert shown_as("dog/copy.png") == before + 1
+    assert app.selectbox(key="preview_image").value == "dog/copy.png"
+    app.button(key="inspect:dog/00.png").click().run()
+    assert app.selectbox(key="preview_image").value == "dog/00.png"
+    app.selectbox(key="grid_class").set_value("cat").run()  # any other rerun: the dialog is not reopened
+    assert not [markdown for markdown in app.markdown if "sha256" in markdown.value]
+
+
+def test_augmentation_preview_renders_the_chosen_number_of_versions(odd_dataset):
+    app = open_page("app_pages/dataset.py", odd_dataset)
+    app.selectbox(key="preview_count").set_value(4).run()
+    preview = [image for image in app.get("image") if image.captions and image.captions[0] == "original"]
+    assert len(preview) == 1 and preview[0].captions == ["original", "#1", "#2", "#3", "#4"]
+    first = list(preview[0].value)
+    app.slider(key="aug_rotation").set_value(30.0).run()
+    assert not app.exception
+    assert app.slider(key="aug_rotation").proto.format == "%.0f°"  # "30°", not "30.00"
+    app.button(key="preview_reshuffle").click().run()
+    reshuffled = [image for image in app.get("image") if image.captions and image.captions[0] == "original"]
+    assert len(reshuffled[0].value) == 5 and list(reshuffled[0].value) != first
+
+
+def test_augmentation_settings_carry_over_to_the_train_page(odd_dataset):
+    app = open_page("app_pages/dataset.py", odd_dataset)
+    app.slider(key="aug_zoom").set_value(0.2).run()
+    app.switch_page("app_pages/train.py").run()
+    assert any("zoom ±0.2" in caption.value for caption in app.caption)
+
+
+# ---------------------------------------------------------------- train page
+
+
+def test_train_page_starts_a_run_shows_live_curves_stops_and_resumes(tmp_path):
+    data = shapes_tree(tmp_path / "data", per_class=60)
+    app = open_page("app_pages/train.py", data)
+    app.selectbox(key="train_model").set_value("small_cnn").run()  # 60 per class: the recommendation is pretrained
+    app.number_input(key="train_epochs:small_cnn").set_value(200).run()
+    app.button(key="train_start").click().run()
+    assert not app.exception, app.exception
+    run_dir = Path(app.session_state[CURRENT_RUN])
+    assert RunFolder(run_dir).read_config().training.epochs == 200
+
+    wait_until(app, lambda page: len(RunFolder(run_dir).read_history()) >= 2, "two finished epochs")
+    rows_before = sum(chart_rows(app))
+    wait_until(app, lambda page: sum(chart_rows(page)) > rows_before, "the curves to grow")
+    assert metrics(app)["State"] == run_folder.RUNNING
+
+    app.button(key="train_stop").click().run()
+    wait_until(app, lambda page: metrics(page)["State"] == run_folder.STOPPED, "state stopped")
+    stopped_at = len(RunFolder(run_dir).read_history())
+    assert stopped_at < 200 and (run_dir / "model.keras").exists()
+
+    app.button(key="train_resume").click().run()
+    wait_until(app, lambda page: len(RunFolder(run_dir).read_history()) > stopped_at, "training to continue")
+    epochs = [row["epoch"] for row in RunFolder(run_dir).read_history()]
+    assert epochs == list(range(1, len(epochs) + 1))  # no gap, no duplicate
+    run_process.RunHandle(run_dir).stop(timeout_s=60)
+
+
+def test_a_second_run_is_refused_while_one_trains(tmp_path):
+    import os
+
+    data = shapes_tree(tmp_path / "data", per_class=5)
+    busy = run_catalog.default_runs_root() / "busy"
+    busy.mkdir(parents=True)
+    RunFolder(busy).write_config(RunConfig(data_dir=str(data.resolve())))
+    RunFolder(busy).write_status(run_folder.RUNNING, pid=os.getpid())  # this test process stands for a live trainer
+    app = open_page("app_pages/train.py", data)
+    app.button(key="train_start").click().run()
+    assert any("already training (busy)" in error.value for error in app.error)
+    assert [path.name for path in run_catalog.list_runs(run_catalog.default_runs_root())] == ["busy"]
+
+
+def test_finished_runs_are_listed_compared_and_deleted(tmp_path):
+    data = shapes_tree(tmp_path / "data", per_class=5)
+    root = run_catalog.default_runs_root()
+    first = fake_run(root, "20260101-000000-small_cnn", data)
+    second = fake_run(root, "20260101-000001-seed_cnn", data, epochs=4)
+    evaluation = {"accuracy": 0.9, "macro_f1": 0.88, "class_names": ["cross", "ring", "square"],
+                  "per_class": {name: {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 3}
+                                for name in ("cross", "ring", "square")},
+                  "confusion_matrix": [[3, 0, 0], [0, 3, 0], [1, 0, 2]]}
+    for run_dir in (first, second):
+        (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
+    app = open_page("app_pages/train.py", data)
+    listed = next(frame.value for frame in app.dataframe if "run" in frame.value.columns)
+    assert sorted(listed["run"]) == sorted([first.name, second.name])
+    assert metrics(app)["Validation accuracy"] == "90.0%"
+    app.multiselect(key="train_compare").set_value([first.name, second.name]).run()
+    f1 = next(frame.value for frame in app.dataframe if first.name in frame.value.columns)
+    assert list(f1.index) == ["cross", "ring", "square"]
+    app.selectbox(key="train_delete_choice").set_value(first.name).run()
+    app.checkbox(key=f"train_delete_confirm:{first.name}").check().run()
+    app.button(key="train_delete").click().run()
+    assert not first.exists() and second.exists()
+
+
+# ---------------------------------------------------------------- sidebar
+
+
+def test_uploading_a_zip_opens_it_as_the_dataset_and_a_bad_zip_is_reported(tmp_path):
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    archive = zip_of({"pets/cat/a.png": png_bytes(1), "pets/dog/b.png": png_bytes(2)}).getvalue()
+    app.sidebar.file_uploader(key="dataset_zip").set_value(("pets.zip", archive, "application/zip")).run()
+    assert not app.exception, app.exception
+    assert [header.value for header in app.header] == ["Dataset: pets"]
+    assert metrics(app)["Images"] == "2"
+    assert Path(app.session_state[SAVED_DATASET_DIR]).is_relative_to(user_data_dir() / "datasets")
+
+    evil = zip_of({"../evil.png": png_bytes(3)}).getvalue()
+    app.sidebar.file_uploader(key="dataset_zip").set_value(("evil.zip", evil, "application/zip")).run()
+    assert any("evil.zip: unsafe path in archive" in error.value for error in app.sidebar.error)
+    assert [header.value for header in app.header] == ["Dataset: pets"]  # the last good dataset stays
+
+
+def test_recent_folders_are_remembered_and_offered(odd_dataset, tmp_path):
+    app = open_page("app_pages/home.py", odd_dataset)
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # a new session, as after a restart
+    assert fresh.session_state[SAVED_DATASET_DIR] == str(odd_dataset.resolve())  # it reopens the folder used last
+    recent = fresh.sidebar.selectbox(key=RECENT_FOLDER_CHOICE)
+    assert str(odd_dataset.resolve()) in recent.options
+    recent.set_value(str(odd_dataset.resolve())).run()
+    assert metrics(fresh)["Images"] == "16"
+    assert app.session_state[SAVED_DATASET_DIR] == str(odd_dataset)
+
+
+def test_grid_pages_through_a_large_class_and_survives_a_narrower_filter(tmp_path):
+    for number in range(30):
+        write(tmp_path / "data", f"cat/{number:02d}.png", png_bytes(number, (12, 8)))
+    write(tmp_path / "data", "dog/00.png", png_bytes(99, (12, 8)))
+    app = open_page("app_pages/dataset.py", tmp_path / "data")
+    app.number_input(key="grid_page").set_value(2).run()
+    captions = [image.captions[0] for image in app.get("image") if image.captions and "·" in image.captions[0]]
+    assert captions[0] == "cat · 24.png" and len(captions) == 7  # 31 images, 24 per page
+    app.selectbox(key="grid_class").set_value("dog").run()
+    assert not app.exception, app.exception
+    captions = [image.captions[0] for image in app.get("image") if image.captions and "·" in image.captions[0]]
+    assert captions == ["dog · 00.png"]

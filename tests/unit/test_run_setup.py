@@ -1,0 +1,68 @@
+"""build_run_config: the one way a new run's config is made (CLI, Train page, tests), and its defaults."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.files import png_bytes, shapes_tree, write
+
+from imgclf_core.config import NO_AUGMENTATION, AugmentationConfig, TrainingConfig
+from imgclf_core.data.dataset import DatasetError, scan_dataset
+from imgclf_core.models.errors import ModelError
+from imgclf_core.models.registry import suggested_input
+from imgclf_core.training.recommend import recommend_settings
+from imgclf_core.training.run_setup import RunChoices, build_run_config, check_can_train
+
+
+@pytest.fixture(scope="module")
+def few_shapes(tmp_path_factory):
+    """12 grey 16 px images per class: few enough that the recommendation is the pretrained model."""
+    data = shapes_tree(tmp_path_factory.mktemp("setup") / "data", per_class=12)
+    return data, scan_dataset(data)
+
+
+def test_no_choices_give_the_recommendation_with_imagenet_weights(few_shapes):
+    data, index = few_shapes
+    recommended = recommend_settings(index)
+    config = build_run_config(data, index)
+    assert (config.model.name, config.model.weights) == (recommended.model, "imagenet")
+    assert (config.data.image_size, config.data.color_mode) == (recommended.image_size, recommended.color_mode)
+    assert (config.training.epochs, config.training.fine_tune_epochs) == (
+        recommended.epochs, recommended.fine_tune_epochs)
+    assert config.data_dir == str(data.resolve()) and config.augmentation == AugmentationConfig()
+
+
+def test_a_model_trained_from_scratch_has_no_weights_and_the_default_epochs(few_shapes):
+    data, index = few_shapes
+    config = build_run_config(data, index, RunChoices(model="small_cnn", weights="imagenet"))
+    assert (config.model.name, config.model.weights) == ("small_cnn", "none")
+    assert (config.training.epochs, config.training.fine_tune_epochs) == (
+        TrainingConfig().epochs, TrainingConfig().fine_tune_epochs)
+    assert (config.data.image_size, config.data.color_mode) == suggested_input("small_cnn", index)
+
+
+def test_every_choice_given_is_kept(few_shapes):
+    data, index = few_shapes
+    choices = RunChoices(model="efficientnet_lite0", weights="none", image_size=64, color_mode="rgb", epochs=3,
+                         fine_tune_epochs=0, learning_rate=5e-4, batch_size=4, validation_split=0.3, seed=7,
+                         augmentation=NO_AUGMENTATION)
+    config = build_run_config(data, index, choices)
+    assert (config.model.name, config.model.weights, config.data.image_size, config.data.color_mode) == (
+        "efficientnet_lite0", "none", 64, "rgb")
+    assert (config.training.epochs, config.training.fine_tune_epochs, config.training.learning_rate) == (3, 0, 5e-4)
+    assert (config.data.batch_size, config.data.validation_split, config.data.seed) == (4, 0.3, 7)
+    assert config.augmentation == NO_AUGMENTATION
+
+
+def test_an_unknown_model_is_refused_with_the_registry_named(few_shapes):
+    data, index = few_shapes
+    with pytest.raises(ModelError, match="unknown model 'nope'; choose one of: small_cnn"):
+        build_run_config(data, index, RunChoices(model="nope"))
+
+
+def test_a_class_without_training_images_is_refused_before_training(tmp_path):
+    for number, relative in enumerate(["train/ant/0.png", "train/ant/1.png", "train/bee/0.png", "train/bee/1.png",
+                                       "test/cat/0.png"]):
+        write(tmp_path / "data", relative, png_bytes(number))
+    check_can_train(scan_dataset(tmp_path / "data" / "train"), validation_split=0.2, seed=0)
+    with pytest.raises(DatasetError, match="cat"):
+        check_can_train(scan_dataset(tmp_path / "data"), validation_split=0.2, seed=0)
