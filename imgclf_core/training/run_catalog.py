@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from imgclf_core.config import TrainingConfig, config_from_dict
 from imgclf_core.fileio import unique_path, user_data_dir
 from imgclf_core.training.run_folder import ACTIVE_STATES, RunError, RunFolder
 
@@ -70,11 +71,19 @@ def summarize_run(run_dir: str | os.PathLike) -> dict[str, Any]:
         "model": run.get("model", {}).get("name"),
         "created": document.get("created_at"),
         "state": status["state"],
-        "epochs": f"{len(history)}/{training.get('epochs', 0) + training.get('fine_tune_epochs', 0)}",
+        "epochs": f"{len(history)}/{_planned_epochs(training)}",
         "val_accuracy": run_accuracy(folder.path, history),
         "test_accuracy": run_accuracy(folder.path, history, "test"),
         "message": status.get("message", ""),
     }
+
+
+def _planned_epochs(training: dict[str, Any]) -> int | str:
+    """TrainingConfig.total_epochs of a run's stored training section; "?" when it no longer parses."""
+    try:
+        return config_from_dict(TrainingConfig, training).total_epochs
+    except (TypeError, ValueError):
+        return "?"
 
 
 def run_accuracy(run_dir: str | os.PathLike, history: list[dict[str, Any]] | None = None,
