@@ -118,9 +118,10 @@ def test_report_counts_sizes_modes_and_warns(tmp_path):
 
 
 def test_balanced_clean_dataset_has_no_health_warnings(tmp_path):
-    for label in ("a", "b"):
+    for offset, label in enumerate(("a", "b")):
+        # 24 distinct seeds, the same every run (seeds from hash() repeated in about 1 run in 80: exact copies)
         for number in range(12):
-            write(tmp_path, f"{label}/{number}.png", png_bytes(hash((label, number)) % 10_000))
+            write(tmp_path, f"{label}/{number}.png", png_bytes(100 * offset + number))
     assert dataset_health_warnings(scan_dataset(tmp_path)) == []
 
 
