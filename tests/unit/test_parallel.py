@@ -1,10 +1,14 @@
-"""map_in_threads: order, progress and errors across chunks."""
+"""map_in_threads and map_after_reading: order, progress and errors across chunks, and a bounded read-ahead."""
 
 from __future__ import annotations
 
 import pytest
 
-from imgclf_core.parallel import CHUNK_SIZE, decode_thread_count, map_in_threads
+import threading
+
+from imgclf_core.parallel import (
+    CHUNK_SIZE, READ_AHEAD_CHUNKS, decode_thread_count, map_after_reading, map_in_threads,
+)
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -38,3 +42,35 @@ def test_an_error_in_a_worker_reaches_the_caller():
 def test_tiny_images_decode_in_one_thread():
     assert decode_thread_count(tiny_images=True) == 1
     assert decode_thread_count(tiny_images=False) >= 1
+
+
+def test_reads_run_ahead_on_other_threads_in_order_and_never_too_far():
+    items = list(range(CHUNK_SIZE * (READ_AHEAD_CHUNKS + 10) + 3))
+    read_threads, consumer = set(), threading.get_ident()
+    furthest_read = []  # after each processed item: how far the reads had got
+
+    def read(number):
+        read_threads.add(threading.get_ident())
+        furthest_read.append(number)
+        return number * 2
+
+    def process(number, content):
+        assert threading.get_ident() == consumer
+        assert content == number * 2
+        return max(furthest_read) - number
+
+    calls = []
+    ahead = list(map_after_reading(read, process, items, lambda d, t: calls.append(d)))
+    assert len(ahead) == len(items) and calls[-1] == len(items)
+    assert consumer not in read_threads
+    assert max(ahead) < (READ_AHEAD_CHUNKS + 1) * CHUNK_SIZE  # the read-ahead is bounded
+
+
+def test_a_failed_read_reaches_the_caller():
+    def read(number):
+        if number == 70:
+            raise OSError("unreadable 70")
+        return number
+
+    with pytest.raises(OSError, match="unreadable 70"):
+        list(map_after_reading(read, lambda number, content: content, list(range(200))))
