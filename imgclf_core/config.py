@@ -98,6 +98,13 @@ class TrainingConfig:
     fine_tune_learning_rate: float = 1e-4
     # "cosine": decay to ~0 over each stage; "constant": only reduce-on-plateau changes it.
     schedule: str = "cosine"
+    # The learning rate rises linearly from ~0 over each stage's first this many epochs (large batches need it).
+    warmup_epochs: float = 0.0
+    # Validation, model.keras and exports use an exponential moving average of the weights with this
+    # decay (0 = off); see imgclf_core.training.weight_average. Not in the head stage of a pretrained model.
+    weight_average_decay: float = 0.0
+    # Training targets are (1 - s) one-hot + s / classes; the reported losses stay plain cross-entropy.
+    label_smoothing: float = 0.0
     early_stopping_patience: int = 5  # epochs without val_loss improvement; 0 = never stop early
     reduce_lr_patience: int = 2
     reduce_lr_factor: float = 0.5
@@ -114,6 +121,9 @@ class TrainingConfig:
         _check_range("fine_tune_learning_rate", self.fine_tune_learning_rate, 1e-8, 10.0)
         _check_range("reduce_lr_factor", self.reduce_lr_factor, 0.01, 1.0)
         _check_range("progress_every_batches", self.progress_every_batches, 1, 100_000)
+        _check_range("warmup_epochs", self.warmup_epochs, 0.0, 1000.0)
+        _check_range("weight_average_decay", self.weight_average_decay, 0.0, 0.99999)
+        _check_range("label_smoothing", self.label_smoothing, 0.0, 0.5)
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
         if self.class_weighting not in ("auto", "none", "balanced"):

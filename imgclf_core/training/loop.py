@@ -33,6 +33,7 @@ from imgclf_core.training.loop_writers import (
     TensorBoardWriter, restore_checkpoint,
 )
 from imgclf_core.training.run_folder import FINISHED, RUNNING, STOPPED, RunFolder
+from imgclf_core.training.weight_average import WeightAverage
 
 # (history row, model) after each finished epoch: benchmarks measure test accuracy per epoch with it.
 EpochListener = Callable[[dict, "keras.Model"], None]
@@ -126,6 +127,10 @@ class EpochLoop:
         self.notes = list(setup.notes)
         self.data: TrainingData | None = None  # decoded images, from run()
         self.optimizer: keras.optimizers.Optimizer | None = None  # one per stage
+        # Per stage, when the config asks for it (never in the head stage). Outside the training steps the
+        # model holds the averaged weights: validation, the saved model and checkpoints all see them.
+        self.weight_average: WeightAverage | None = None
+        self._averaged_in_model = False
         weights = setup.class_weights if setup.class_weights is not None else np.ones(len(setup.class_names))
         self.class_weight_vector = tf.constant(np.asarray(weights, "float32"))
 
@@ -157,12 +162,29 @@ class EpochLoop:
                 set_trainable_top(model, self.setup.config.model.fine_tune_fraction)
             self.optimizer = keras.optimizers.Adam(learning_rate=stage_learning_rate(self.setup.config.training, stage))
             self.optimizer.build(model.trainable_variables)
+            decay = self.setup.config.training.weight_average_decay
+            self.weight_average = WeightAverage(model, decay) if decay and stage != HEAD else None
+        self._averaged_in_model = False
         if restore:
             restore_checkpoint(self)
+            # A checkpoint is written at an epoch's end, with the averaged weights in the model.
+            self._averaged_in_model = self.weight_average is not None
         self._compile_steps()
+
+    def training_variables(self) -> list:
+        """The optimizer's variables and the weight average's: what a checkpoint keeps besides the weights."""
+        averaged = self.weight_average.variables if self.weight_average is not None else []
+        return [*self.optimizer.variables, *averaged]
+
+    def _hold_averaged_weights(self, averaged: bool) -> None:
+        """Put the averaged (True) or the training (False) weights into the model, if averaging."""
+        if self.weight_average is not None and self._averaged_in_model != averaged:
+            self.weight_average.swap()
+            self._averaged_in_model = averaged
 
     def stop(self) -> str:
         """End on a stop request: the parts save what they must; STOPPED."""
+        self._hold_averaged_weights(True)
         for part in self.parts:
             part.on_stop(self)
         return STOPPED
@@ -181,6 +203,7 @@ class EpochLoop:
         steps = self._steps_per_epoch(self.data.train)
         totals = np.zeros(3)  # weighted loss sum, correct, count
         iterator = iter(self.setup.strategy.experimental_distribute_dataset(_shard_by_batch(self.data.train)))
+        self._hold_averaged_weights(False)
         for step in range(1, steps + 1):
             position = StepPosition(epoch, stage, stage_epochs, step, steps, started)
             for part in self.parts:
@@ -190,6 +213,7 @@ class EpochLoop:
                 part.on_step_end(self, position, totals)
             if self.setup.stop_request.requested:
                 return STOPPED
+        self._hold_averaged_weights(True)
         val_loss, val_accuracy = self._validate()
         self._end_epoch({
             "epoch": epoch, "stage": stage,
@@ -219,18 +243,29 @@ class EpochLoop:
     def _compile_steps(self) -> None:
         model, optimizer, strategy = self.setup.model, self.optimizer, self.setup.strategy
         class_weight_vector = self.class_weight_vector
+        weight_average = self.weight_average
+        smoothing = self.setup.config.training.label_smoothing
+        classes = len(self.setup.class_names)
 
         def train_one(images, labels):
             sample_weights = tf.gather(class_weight_vector, labels)
             with tf.GradientTape() as tape:
                 probabilities = model(images, training=True)
-                per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities) * sample_weights
-                loss = tf.nn.compute_average_loss(per_example)
+                per_example = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+                if smoothing:
+                    objective = keras.losses.categorical_crossentropy(
+                        tf.one_hot(labels, classes), probabilities, label_smoothing=smoothing)
+                else:
+                    objective = per_example
+                loss = tf.nn.compute_average_loss(objective * sample_weights)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             gradients = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return batch_totals(per_example, probabilities, labels)
+            if weight_average is not None:
+                weight_average.update()
+            # The reported loss is the plain cross-entropy (as validation's), whatever the objective.
+            return batch_totals(per_example * sample_weights, probabilities, labels)
 
         def validate_one(images, labels):
             probabilities = model(images, training=False)

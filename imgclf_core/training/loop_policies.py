@@ -45,8 +45,9 @@ def stage_learning_rate(training: TrainingConfig, stage: str) -> float:
 
 
 class LearningRateSchedule(LoopPart):
-    """Sets each step's learning rate: the stage's rate times the plateau scale, cosine-decayed
-    over the stage unless the schedule is "constant"."""
+    """Sets each step's learning rate: the stage's rate times the plateau scale, rising linearly over
+    the stage's warm-up epochs, then cosine-decayed over the rest of the stage unless the schedule is
+    "constant"."""
 
     def __init__(self, training: TrainingConfig) -> None:
         self.training = training
@@ -55,9 +56,13 @@ class LearningRateSchedule(LoopPart):
              lr_scale: float = 1.0) -> float:
         """The rate of zero-based `step` of `steps` in zero-based `stage_epoch` of the stage's `stage_epochs`."""
         base = stage_learning_rate(self.training, stage) * lr_scale
+        done = stage_epoch * steps + step
+        warmup = min(self.training.warmup_epochs, stage_epochs) * steps
+        if done < warmup:
+            return base * (done + 1) / warmup
         if self.training.schedule == "constant":
             return base
-        progress = (stage_epoch * steps + step) / max(stage_epochs * steps, 1)
+        progress = (done - warmup) / max(stage_epochs * steps - warmup, 1)
         cosine = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
         return base * (MIN_LEARNING_RATE_FRACTION + (1 - MIN_LEARNING_RATE_FRACTION) * cosine)
 

@@ -44,8 +44,9 @@ def write_loop_status(loop: EpochLoop, state: str, message: str, **fields: Any) 
 
 
 def save_checkpoint(loop: EpochLoop) -> None:
-    """checkpoint/: the model's weights, the optimizer's variables and the loop state after the last epoch."""
-    values = {f"v{number}": variable.numpy() for number, variable in enumerate(loop.optimizer.variables)}
+    """checkpoint/: the model's weights, the optimizer's (and weight average's) variables and the loop state
+    after the last epoch."""
+    values = {f"v{number}": variable.numpy() for number, variable in enumerate(loop.training_variables())}
     state = dict(vars(loop.state))
     state["best_val_loss"] = finite_or_none(state["best_val_loss"])
     state["stage_best_val_loss"] = finite_or_none(state["stage_best_val_loss"])
@@ -66,15 +67,17 @@ def read_checkpoint_state(folder: RunFolder) -> LoopState | None:
 
 
 def restore_checkpoint(loop: EpochLoop) -> None:
-    """Load the checkpoint's weights into the model and its variables into the optimizer (built for them)."""
+    """Load the checkpoint's weights into the model and its variables into the optimizer and weight average
+    (built for them)."""
     folder = loop.setup.folder
     saved = folder.read_checkpoint_state()
     loop.setup.model.load_weights(folder.checkpoint_file(saved["weights"]))
     with np.load(folder.checkpoint_file(saved["optimizer"])) as stored:
         values = [stored[f"v{number}"] for number in range(len(stored.files))]
-    if len(values) != len(loop.optimizer.variables):
+    variables = loop.training_variables()
+    if len(values) != len(variables):
         raise ValueError(f"checkpoint optimizer state does not match the model: {folder.checkpoint_dir}")
-    for variable, value in zip(loop.optimizer.variables, values):
+    for variable, value in zip(variables, values):
         variable.assign(value)
 
 

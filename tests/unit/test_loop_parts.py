@@ -189,3 +189,90 @@ def test_progress_lines_come_every_few_batches_and_at_the_last(tmp_path):
     assert [(line["step"], line["loss"]) for line in folder.read_progress()] == [(2, 0.25), (4, 0.25), (5, 0.25)]
     status = json.loads(folder.status_path.read_text())
     assert (status["message"], status["step"], status["steps"]) == ("epoch 1", 5, 5)
+
+
+def test_the_warm_up_rises_linearly_then_the_cosine_decays_the_rest_of_the_stage():
+    schedule = LearningRateSchedule(TrainingConfig(learning_rate=1e-2, warmup_epochs=0.5))
+    assert schedule.rate(FULL, 4, 0, 0, 10) == pytest.approx(1e-2 / 5)  # step 1 of a 5-step warm-up
+    assert schedule.rate(FULL, 4, 0, 4, 10) == pytest.approx(1e-2)  # its last step: the full rate
+    assert schedule.rate(FULL, 4, 0, 5, 10) == pytest.approx(1e-2)  # the cosine starts from the top
+    # step 22 is the 17th of the 35 steps after the warm-up
+    cosine = 0.5 * (1 + math.cos(math.pi * 17 / 35))
+    assert schedule.rate(FULL, 4, 2, 2, 10) == pytest.approx(1e-2 * (MIN_LEARNING_RATE_FRACTION + 0.99 * cosine))
+    assert schedule.rate(FULL, 4, 4, 0, 10) == pytest.approx(1e-2 * MIN_LEARNING_RATE_FRACTION)
+    constant = LearningRateSchedule(TrainingConfig(learning_rate=1e-2, schedule="constant", warmup_epochs=1))
+    assert constant.rate(FULL, 4, 0, 1, 10) == pytest.approx(2e-3)
+    assert constant.rate(FULL, 4, 1, 0, 10) == pytest.approx(1e-2)
+
+
+# ---------------------------------------------------------------- weight averaging
+
+
+def test_weight_average_follows_the_weights_with_a_ramped_decay_and_swaps_in_and_out():
+    from imgclf_core.training.weight_average import WeightAverage
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    kernel = model.weights[0]
+    start = kernel.numpy().copy()
+    average = WeightAverage(model, decay=0.999)
+    kernel.assign(start + 1.0)
+    average.update()  # first update: decay (1 + 0) / (10 + 0) = 0.1
+    np.testing.assert_allclose(average.averages[0].numpy(), start + 0.9, rtol=1e-6)
+    average.update()  # decay 2 / 11
+    np.testing.assert_allclose(average.averages[0].numpy(), start + 1.0 - 0.1 * 2 / 11, rtol=1e-6)
+    assert float(average.updates.numpy()) == 2.0
+    averaged = average.averages[0].numpy().copy()
+    average.swap()
+    np.testing.assert_array_equal(kernel.numpy(), averaged)
+    np.testing.assert_array_equal(average.averages[0].numpy(), start + 1.0)
+    average.swap()
+    np.testing.assert_array_equal(kernel.numpy(), start + 1.0)
+
+
+def test_an_averaging_loop_validates_the_averaged_weights_and_resumes_exactly(tmp_path):
+    """Two epochs straight, against one epoch, a checkpoint, a fresh process's loop and the second epoch."""
+    from imgclf_core.data.pipeline import TrainingData, make_dataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (64, 8, 8, 1)).astype("uint8")
+    labels = (images.mean(axis=(1, 2, 3)) > 127).astype("int32")
+
+    def averaging_loop(run_dir: Path) -> EpochLoop:
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(2, activation="softmax")])
+        training = TrainingConfig(epochs=2, learning_rate=1e-2, weight_average_decay=0.99, label_smoothing=0.1,
+                                  early_stopping_patience=0)
+        setup = LoopSetup(folder=RunFolder(run_dir), chief=True,
+                          config=RunConfig(data_dir=str(run_dir), training=training), model=model,
+                          class_names=("dark", "light"), strategy=tf.distribute.get_strategy(),
+                          stop_request=StopRequest())
+        return EpochLoop(setup, [LearningRateSchedule(training), CheckpointWriter()],
+                         state=read_checkpoint_state(RunFolder(run_dir)))
+
+    def data() -> TrainingData:
+        train = make_dataset(images, labels, 16, shuffle=False, seed=0)
+        return TrainingData(train, make_dataset(images, labels, 32, shuffle=False, seed=0), ("dark", "light"), (), ())
+
+    straight = averaging_loop(tmp_path / "straight")
+    straight.run(data(), [(FULL, 2)])
+    # After the run the model holds the averaged weights, and validation measured those.
+    straight_weights = [weight.numpy() for weight in straight.setup.model.weights]
+    averaged = [average.numpy() for average in straight.weight_average.averages]
+    assert not all(np.array_equal(a, b) for a, b in zip(straight_weights, averaged))  # the training ones are held
+    assert straight.state.history[-1]["val_loss"] == pytest.approx(straight._validate()[0])
+
+    class StopInEpochTwo(LoopPart):
+        def on_step_end(self, loop, position, totals):
+            loop.setup.stop_request.requested = position.epoch == 2
+
+    first = averaging_loop(tmp_path / "resumed")
+    first.parts.append(StopInEpochTwo())
+    first.run(data(), [(FULL, 2)])  # stopped in epoch 2: the checkpoint is epoch 1's
+    resumed = averaging_loop(tmp_path / "resumed")
+    assert resumed.state.epoch == 1
+    resumed.run(data(), [(FULL, 2)])
+    for mine, theirs in zip(resumed.setup.model.weights, straight.setup.model.weights):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
+    assert [row["val_loss"] for row in resumed.state.history] == pytest.approx(
+        [row["val_loss"] for row in straight.state.history])
