@@ -12,12 +12,13 @@ from imgclf_app.dataset_loaders import scan_or_report
 from imgclf_app.export_view import export_ui
 from imgclf_app.forms import current_augmentation, describe_augmentation
 from imgclf_app.session_keys import (
-    MODEL_KEYED_PREFIXES, PANEL_STATE, TRAIN_DELETE_CHOICE, TRAIN_EPOCHS, TRAIN_FINE_TUNE, TRAIN_FORM_FOLDER,
-    TRAIN_MODEL, TRAIN_RUN_CHOICE, TRAIN_SIZE, select_run, selected_run,
+    MODEL_KEYED_PREFIXES, PANEL_STATE, TRAIN_BATCH, TRAIN_DELETE_CHOICE, TRAIN_EPOCHS, TRAIN_FINE_TUNE,
+    TRAIN_FORM_FOLDER, TRAIN_LEARNING_RATE, TRAIN_MODEL, TRAIN_RUN_CHOICE, TRAIN_SIZE, TRAIN_VALIDATION, select_run,
+    selected_run,
 )
 from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.views import accuracy_text, refused_while_busy, split_evaluations_ui
-from imgclf_core.config import DataConfig, RunConfig, TrainingConfig
+from imgclf_core.config import DataConfig, RunConfig
 from imgclf_core.data.dataset import TEST, VALIDATION, DatasetError, DatasetIndex
 from imgclf_core.models.registry import MODEL_REGISTRY
 from imgclf_core.training import run_catalog, run_process
@@ -62,24 +63,27 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     recommended = recommend_settings(index)
     model_name = model_choice_ui(recommended)
     spec = MODEL_REGISTRY[model_name]
-    image_size, color_mode, epochs, fine_tune_epochs = model_defaults(model_name, index, recommended)
-    training, data = TrainingConfig(), DataConfig()
+    defaults = model_defaults(model_name, index, recommended)
+    data = DataConfig()
+    color_mode = defaults.color_mode
     columns = st.columns(4)
     # Keyed by model: switching model brings back that model's own defaults; edits stick while it stays.
-    image_size = columns[0].number_input("Image size (px)", 8, 1024, image_size, key=f"{TRAIN_SIZE}{model_name}")
-    epochs = columns[1].number_input("Epochs", 1, 1000, epochs, key=f"{TRAIN_EPOCHS}{model_name}",
+    image_size = columns[0].number_input("Image size (px)", 8, 1024, defaults.image_size,
+                                         key=f"{TRAIN_SIZE}{model_name}")
+    epochs = columns[1].number_input("Epochs", 1, 1000, defaults.training.epochs, key=f"{TRAIN_EPOCHS}{model_name}",
                                      help="Pretrained models: epochs of the head, on cached features (seconds each).")
-    batch_size = columns[2].number_input("Batch size", 1, 4096, data.batch_size, key="train_batch")
+    batch_size = columns[2].number_input("Batch size", 1, 4096, defaults.batch_size, key=f"{TRAIN_BATCH}{model_name}")
     learning_rate = columns[3].number_input(
-        "Learning rate", 1e-6, 1.0, training.learning_rate, format="%.0e", step=1e-4, key="train_lr"
+        "Learning rate", 1e-6, 1.0, defaults.training.learning_rate, format="%.0e", step=1e-4,
+        key=f"{TRAIN_LEARNING_RATE}{model_name}",
     )
     columns = st.columns(4)
     fine_tune_epochs = columns[0].number_input(
-        "Fine-tune epochs", 0, 1000, fine_tune_epochs, key=f"{TRAIN_FINE_TUNE}{model_name}",
+        "Fine-tune epochs", 0, 1000, defaults.training.fine_tune_epochs, key=f"{TRAIN_FINE_TUNE}{model_name}",
         disabled=not spec.pretrained,
         help="Pretrained models: after the head, train the top of the base at a lower rate.",
     )
-    validation_split = validation_split_ui(columns[1], index, data.validation_split)
+    validation_split = validation_split_ui(columns[1], index, defaults.validation_split, model_name)
     seed = columns[2].number_input("Seed", 0, 2**31 - 1, data.seed, key="train_seed")
     columns[3].markdown(f"Colour: **{color_mode}**  \n(from the images)")
     augmentation = current_augmentation()
@@ -92,12 +96,12 @@ def run_config_form(index: DatasetIndex, folder: Path) -> RunConfig:
     return build_run_config(folder, index, choices, recommended)
 
 
-def validation_split_ui(container, index: DatasetIndex, default: float) -> float:
+def validation_split_ui(container, index: DatasetIndex, default: float, model_name: str) -> float:
     """The share held out for validation, unless the dataset has its own validation folder (then that is used)."""
     if index.split_counts.get(VALIDATION):
         container.markdown("Validation: **the dataset's validation folder**")
         return default  # unused: the trainer keeps the given split
-    return container.slider("Validation split", 0.05, 0.5, default, 0.05, key="train_val",
+    return container.slider("Validation split", 0.05, 0.5, default, 0.05, key=f"{TRAIN_VALIDATION}{model_name}",
                             help="Made by content hash, so identical files never land on both sides.")
 
 

@@ -30,7 +30,8 @@ TRAIN_FORM_FOLDER = "train_form_folder"  # the dataset the form's choices were m
 TRAIN_MODEL = "train_model"
 # Widgets keyed by model name ("train_size:small_cnn"): their defaults depend on the model.
 TRAIN_SIZE, TRAIN_EPOCHS, TRAIN_FINE_TUNE = "train_size:", "train_epochs:", "train_fine_tune:"
-MODEL_KEYED_PREFIXES = (TRAIN_SIZE, TRAIN_EPOCHS, TRAIN_FINE_TUNE)
+TRAIN_BATCH, TRAIN_LEARNING_RATE, TRAIN_VALIDATION = "train_batch:", "train_lr:", "train_val:"
+MODEL_KEYED_PREFIXES = (TRAIN_SIZE, TRAIN_EPOCHS, TRAIN_FINE_TUNE, TRAIN_BATCH, TRAIN_LEARNING_RATE, TRAIN_VALIDATION)
 TRAIN_RUN_CHOICE = "train_run_choice"
 TRAIN_DELETE_CHOICE = "train_delete_choice"
 PANEL_STATE = "panel_state"  # {run folder: state last drawn}, to redraw the page when it changes

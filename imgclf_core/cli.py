@@ -144,13 +144,18 @@ def add_train_parser(commands) -> None:
                        help="epochs (pretrained models: of the head, on cached features); default: recommended")
     train.add_argument("--fine-tune-epochs", type=int, default=None,
                        help="pretrained models: epochs fine-tuning the top of the base; default: recommended")
-    train.add_argument("--learning-rate", type=float, default=training.learning_rate)
+    train.add_argument("--learning-rate", type=float, default=None,
+                       help="default: the model's, recommended from the data (e.g. 3e-3 with batches of 128)")
     train.add_argument("--image-size", type=int, default=None,
                        help="default: recommended (pretrained: the model's own; from scratch: the data's size)")
     train.add_argument("--color-mode", choices=("rgb", "grayscale"), default=None,
                        help="default: grayscale when every image is grayscale, else rgb")
-    train.add_argument("--batch-size", type=int, default=data.batch_size)
-    train.add_argument("--val-split", type=float, default=data.validation_split)
+    train.add_argument("--batch-size", type=int, default=None,
+                       help=f"default: recommended from the data ({data.batch_size}, or 128 for 20,000+ images "
+                            "trained from scratch)")
+    train.add_argument("--val-split", type=float, default=None,
+                       help=f"share held out for validation (default: {data.validation_split}, or 0.1 for 20,000+ "
+                            "images trained from scratch)")
     train.add_argument("--seed", type=int, default=data.seed)
     train.add_argument("--no-augmentation", action="store_true")
     train.set_defaults(handler=run_train, augmentation_default=AugmentationConfig())
@@ -212,7 +217,6 @@ def run_config_from_args(args: argparse.Namespace):
     from imgclf_core.training.run_setup import RunChoices, build_run_config, check_can_train
 
     index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
-    check_can_train(index, args.val_split, args.seed)
     recommended = recommend_settings(index)
     if args.model is None:
         print(f"imgclf train: {recommended.model} at {recommended.image_size} px: {recommended.reason}",
@@ -223,7 +227,9 @@ def run_config_from_args(args: argparse.Namespace):
         batch_size=args.batch_size, validation_split=args.val_split, seed=args.seed,
         augmentation=NO_AUGMENTATION if args.no_augmentation else args.augmentation_default,
     )
-    return build_run_config(args.data_dir, index, choices, recommended)
+    config = build_run_config(args.data_dir, index, choices, recommended)
+    check_can_train(index, config.data.validation_split, config.data.seed)
+    return config
 
 
 # Commands that load a model: TensorFlow is imported up front, quietly (see tf_quiet). The audit imports

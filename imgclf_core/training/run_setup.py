@@ -7,7 +7,7 @@ build their configs here, so a model trained from scratch gets the same defaults
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from imgclf_core.config import AugmentationConfig, DataConfig, ModelConfig, RunConfig, TrainingConfig
@@ -31,20 +31,32 @@ class RunChoices:
     color_mode: str | None = None
     epochs: int | None = None
     fine_tune_epochs: int | None = None
-    learning_rate: float = TrainingConfig().learning_rate
-    batch_size: int = DataConfig().batch_size
-    validation_split: float = DataConfig().validation_split
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    validation_split: float | None = None
     seed: int = DataConfig().seed
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
 
 
-def model_defaults(model_name: str, index: DatasetIndex, recommended: Recommendation) -> tuple[int, str, int, int]:
-    """(image size, colour mode, epochs, fine-tune epochs) for `model_name`: the recommendation for its model,
-    else the model's own input on this data with the default epochs."""
+@dataclass(frozen=True)
+class ModelDefaults:
+    """What a new run of one model gets on a dataset unless the user says otherwise."""
+
+    image_size: int
+    color_mode: str
+    batch_size: int
+    validation_split: float
+    training: TrainingConfig  # epochs, fine-tune epochs, learning rate and the rest of the recipe
+
+
+def model_defaults(model_name: str, index: DatasetIndex, recommended: Recommendation) -> ModelDefaults:
+    """The recommendation for its model; for any other model, its own input on this data and the plain defaults."""
     if model_name == recommended.model:
-        return recommended.image_size, recommended.color_mode, recommended.epochs, recommended.fine_tune_epochs
+        return ModelDefaults(recommended.image_size, recommended.color_mode, recommended.batch_size,
+                             recommended.validation_split, recommended.training)
     image_size, color_mode = suggested_input(model_name, index)
-    return image_size, color_mode, TrainingConfig().epochs, TrainingConfig().fine_tune_epochs
+    return ModelDefaults(image_size, color_mode, DataConfig().batch_size, DataConfig().validation_split,
+                         TrainingConfig())
 
 
 def build_run_config(
@@ -57,26 +69,28 @@ def build_run_config(
     spec = MODEL_REGISTRY.get(model_name)
     if spec is None:
         raise ModelError(f"unknown model {model_name!r}; choose one of: {', '.join(MODEL_REGISTRY)}")
-    image_size, color_mode, epochs, fine_tune_epochs = model_defaults(model_name, index, recommended)
+    defaults = model_defaults(model_name, index, recommended)
     weights = (choices.weights or PRETRAINED_WEIGHTS) if spec.pretrained else NO_WEIGHTS
     return RunConfig(
         data_dir=str(Path(data_dir).resolve()),
         data=DataConfig(
-            image_size=int(choices.image_size or image_size), color_mode=choices.color_mode or color_mode,
-            validation_split=float(choices.validation_split), seed=int(choices.seed),
-            batch_size=int(choices.batch_size),
+            image_size=int(choices.image_size or defaults.image_size), color_mode=choices.color_mode or defaults.color_mode,
+            validation_split=float(_chosen_or(choices.validation_split, defaults.validation_split)),
+            seed=int(choices.seed),
+            batch_size=int(_chosen_or(choices.batch_size, defaults.batch_size)),
         ),
         augmentation=choices.augmentation,
         model=ModelConfig(name=model_name, weights=weights),
-        training=TrainingConfig(
-            epochs=int(_chosen_or(choices.epochs, epochs)),
-            fine_tune_epochs=int(_chosen_or(choices.fine_tune_epochs, fine_tune_epochs)),
-            learning_rate=float(choices.learning_rate),
+        training=replace(
+            defaults.training,
+            epochs=int(_chosen_or(choices.epochs, defaults.training.epochs)),
+            fine_tune_epochs=int(_chosen_or(choices.fine_tune_epochs, defaults.training.fine_tune_epochs)),
+            learning_rate=float(_chosen_or(choices.learning_rate, defaults.training.learning_rate)),
         ),
     )
 
 
-def _chosen_or(chosen: int | None, default: int) -> int:
+def _chosen_or(chosen: float | None, default: float) -> float:
     return default if chosen is None else chosen
 
 

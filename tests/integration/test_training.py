@@ -232,7 +232,9 @@ def test_two_workers_on_localhost_train_one_run_to_the_end(tmp_path):
     import subprocess
     import sys
 
-    run_dir = make_run(tmp_path, shapes_tree(tmp_path / "data"), epochs=2, batch_size=4)
+    # With the from-scratch recipe's weight averaging, label smoothing and warm-up: replicated variables too.
+    run_dir = make_run(tmp_path, shapes_tree(tmp_path / "data"), epochs=2, batch_size=4, weight_average_decay=0.99,
+                       label_smoothing=0.1, warmup_epochs=0.5)
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     processes = []
     for index in range(2):

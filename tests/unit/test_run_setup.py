@@ -66,3 +66,37 @@ def test_a_class_without_training_images_is_refused_before_training(tmp_path):
     check_can_train(scan_dataset(tmp_path / "data" / "train"), validation_split=0.2, seed=0)
     with pytest.raises(DatasetError, match="cat"):
         check_can_train(scan_dataset(tmp_path / "data"), validation_split=0.2, seed=0)
+
+
+def grayscale_index(count: int):
+    """A scanned-looking index of `count` 28 px grayscale images in 10 classes (no files needed)."""
+    from pathlib import Path
+
+    from imgclf_core.data.dataset import DatasetIndex, ImageRecord
+
+    records = tuple(ImageRecord(f"c{number % 10}/{number}.png", f"c{number % 10}", f"{number:064x}", 28, 28, "L", "PNG")
+                    for number in range(count))
+    return DatasetIndex(Path("/data"), records, (), {f"c{label}": count // 10 for label in range(10)})
+
+
+def test_many_small_images_from_scratch_get_large_batches_a_scaled_rate_and_a_smaller_validation_share():
+    from imgclf_core.training.recommend import (
+        FROM_SCRATCH_TRAINING, LARGE_BATCH_LEARNING_RATE, LARGE_BATCH_SIZE, LARGE_DATASET, LARGE_VALIDATION_SPLIT,
+    )
+
+    small, large = grayscale_index(LARGE_DATASET - 10), grayscale_index(LARGE_DATASET)
+    small_config = build_run_config("/data", small)
+    assert (small_config.model.name, small_config.data.batch_size, small_config.data.validation_split) == (
+        "small_cnn", 32, 0.2)
+    assert small_config.training == FROM_SCRATCH_TRAINING
+    assert small_config.training.weight_average_decay > 0 and small_config.training.label_smoothing > 0
+    large_config = build_run_config("/data", large)
+    assert (large_config.data.batch_size, large_config.data.validation_split, large_config.training.learning_rate) == (
+        LARGE_BATCH_SIZE, LARGE_VALIDATION_SPLIT, LARGE_BATCH_LEARNING_RATE)
+    # The user's choices win over every recommended value.
+    chosen = build_run_config("/data", large, RunChoices(batch_size=16, learning_rate=1e-4, validation_split=0.3))
+    assert (chosen.data.batch_size, chosen.training.learning_rate, chosen.data.validation_split) == (16, 1e-4, 0.3)
+    assert chosen.training.weight_average_decay == FROM_SCRATCH_TRAINING.weight_average_decay
+    # Another model than the recommended one gets the plain defaults, recipe included.
+    other = build_run_config("/data", large, RunChoices(model="seed_cnn"))
+    assert other.training == TrainingConfig() and other.data.batch_size == 32
