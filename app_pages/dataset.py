@@ -11,7 +11,9 @@ import streamlit as st
 from imgclf_app.charts import counts_chart
 from imgclf_app.dataset_loaders import scan_or_report, thumbnail_path
 from imgclf_app.forms import augmentation_form
-from imgclf_app.session_keys import GRID_PAGE, INSPECT_NOW, PREVIEW_IMAGE, PREVIEW_SEED, show_in_preview
+from imgclf_app.session_keys import (
+    GRID_PAGE, GRID_SHOWN, INSPECT_NOW, PREVIEW_IMAGE, PREVIEW_SEED, show_in_preview,
+)
 from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.views import dataset_summary_ui, in_columns, skipped_files_ui
 from imgclf_core.data.dataset import SPLITS, TRAIN, DatasetIndex, ImageRecord, split_warnings
@@ -85,9 +87,10 @@ def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
     records = [
         record for record in index.records
         if (label == "All classes" or record.label == label) and split in (ALL_SPLITS, record.split)
-        and name_filter in Path(record.path).name.lower()
+        and (not name_filter or name_filter in record.path.rsplit("/", 1)[-1].lower())
     ]
-    records.sort(key=lambda record: SPLITS.index(record.split) if record.split else 0)  # train images first
+    if splits:
+        records.sort(key=lambda record: SPLITS.index(record.split) if record.split else 0)  # train images first
     pages = max(1, math.ceil(len(records) / page_size))
     if st.session_state.get(GRID_PAGE, 1) > pages:  # a narrower filter leaves fewer pages
         st.session_state[GRID_PAGE] = pages
@@ -99,6 +102,7 @@ def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
 def grid_ui(index: DatasetIndex) -> None:
     st.subheader("Images")
     shown = grid_filters_ui(index)
+    st.session_state[GRID_SHOWN] = [record.path for record in shown]
     for column, record in in_columns(shown, GRID_COLUMNS):
         thumbnail = thumbnail_path(index, record)
         if thumbnail is None:
@@ -154,7 +158,7 @@ def duplicates_ui(index: DatasetIndex) -> None:
     if not groups:
         st.caption("No two files have the same content.")
         return
-    by_path = {record.path: record for record in index.records}
+    by_path = index.records_by_path
     for group in groups[:20]:
         columns = st.columns(max(len(group), 2))
         for column, path in zip(columns, group):
@@ -172,12 +176,16 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
     st.caption("The settings the trainer uses (the Train page takes them from here).")
     config = augmentation_form()
     columns = st.columns([3, 1, 1])
-    by_path = {record.path: record for record in index.records}
-    paths = list(by_path)
+    by_path = index.records_by_path
     # The image last inspected (an Inspect click sets it), else the first one training would see (not a test image).
     if st.session_state.get(PREVIEW_IMAGE) not in by_path:
-        show_in_preview(next((record.path for record in index.records if record.split in ("", TRAIN)), paths[0]))
-    chosen = columns[0].selectbox("Image", paths, key=PREVIEW_IMAGE)
+        show_in_preview(next((record.path for record in index.records if record.split in ("", TRAIN)),
+                             index.records[0].path))
+    # That image and the grid's page to choose from: a list of every image weighs megabytes at 100,000.
+    paths = list(dict.fromkeys([st.session_state[PREVIEW_IMAGE], *st.session_state.get(GRID_SHOWN, [])]))
+    paths = [path for path in paths if path in by_path]
+    chosen = columns[0].selectbox("Image", paths, key=PREVIEW_IMAGE, help="The image inspected last, or one of"
+                                  " the grid's page: Inspect an image to preview it.")
     count = columns[1].selectbox("Versions", PREVIEW_COUNTS, index=1, key="preview_count")
     if columns[2].button("Reshuffle", key="preview_reshuffle"):
         st.session_state[PREVIEW_SEED] = st.session_state.get(PREVIEW_SEED, 0) + 1

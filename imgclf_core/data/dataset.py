@@ -110,6 +110,28 @@ def detect_layout(root: str | os.PathLike) -> DatasetLayout:
     return DatasetLayout(prefix, _split_folders(root_path, visible))
 
 
+def folder_stamps(root: str | os.PathLike, depth: int = 4) -> tuple[tuple[str, int], ...]:
+    """(folder, modification time in ns) of `root` and every folder below it, `depth` levels down.
+
+    A folder's time changes whenever a file is added to it, removed or renamed (relabelled), so equal
+    stamps mean the scan's file list still holds; a file rewritten in place is not seen. Listing the
+    folders costs a fraction of a warm scan, which also stats every file and reads the scan cache.
+    """
+    stamps: list[tuple[str, int]] = []
+    pending = [(Path(root), 0)]
+    while pending:
+        folder, level = pending.pop()
+        try:
+            stamps.append((str(folder), folder.stat().st_mtime_ns))
+            if level < depth:
+                with os.scandir(folder) as entries:
+                    pending += [(Path(entry.path), level + 1) for entry in entries
+                                if entry.is_dir(follow_symlinks=False)]
+        except OSError:
+            stamps.append((str(folder), -1))
+    return tuple(sorted(stamps))
+
+
 def _visible_entries(folder: Path) -> list[os.DirEntry]:
     try:
         return [entry for entry in _sorted_entries(folder) if not entry.name.startswith(".")]
@@ -171,10 +193,15 @@ class DatasetIndex:
     def num_images(self) -> int:
         return len(self.records)
 
-    @property
+    @functools.cached_property
     def duplicate_groups(self) -> list[list[str]]:
         """Groups of paths with identical bytes, each sorted, groups ordered by first path."""
         return find_duplicate_groups(self.records)
+
+    @functools.cached_property
+    def records_by_path(self) -> dict[str, ImageRecord]:
+        """Each record under its relative path (built once per index: pages look records up on every rerun)."""
+        return {record.path: record for record in self.records}
 
     @functools.cached_property  # pages ask several times per run; one pass over 100k records each is enough
     def split_counts(self) -> dict[str, dict[str, int]]:

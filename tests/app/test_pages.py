@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,23 @@ def test_dataset_grid_filters_by_class_and_inspects_an_image(odd_dataset):
     assert app.selectbox(key="preview_image").value == "dog/00.png"
     app.selectbox(key="grid_class").set_value("cat").run()  # any other rerun: the dialog is not reopened
     assert not [markdown for markdown in app.markdown if "sha256" in markdown.value]
+
+
+def test_the_preview_offers_the_grid_page_and_the_page_sees_files_added_since_the_last_click(tmp_path):
+    root = tmp_path / "data"
+    for number in range(40):
+        write(root, f"{'cat' if number % 2 else 'dog'}/{number:02d}.png", png_bytes(number, (20, 10)))
+    os.utime(root / "dog", ns=(10**9, 10**9))  # so that the file added below surely moves the folder's time
+    app = open_page("app_pages/dataset.py", root)
+    options = app.selectbox(key="preview_image").options
+    assert len(options) == 24  # the preview's image and the 24 of the grid's first page (it is one of them)
+    app.number_input(key="grid_page").set_value(2).run()
+    second_page = app.selectbox(key="preview_image").options
+    assert len(second_page) == 17 and second_page[0] == options[0]  # the image kept, then the 16 of page 2
+    # A file added (or moved by a relabel) changes its folder's time: the next rerun scans again.
+    write(root, "dog/new.png", png_bytes(200, (20, 10)))
+    app.number_input(key="grid_page").set_value(1).run()
+    assert metrics(app)["Images"] == "41"
 
 
 def test_augmentation_preview_renders_the_chosen_number_of_versions(odd_dataset):

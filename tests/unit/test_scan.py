@@ -409,3 +409,30 @@ def test_corrupt_cache_file_is_ignored(tmp_path, decode_calls, isolated_cache_di
     assert len(decode_calls) == index.decoded_files >= 1
     assert json.loads(cache_file.read_text(encoding="utf-8"))["format"] == 1  # rewritten whole
     assert scan_dataset(root).decoded_files == 0
+
+
+def test_folder_stamps_change_when_a_file_is_added_moved_or_removed_and_not_otherwise(tmp_path):
+    from imgclf_core.data.dataset import folder_stamps
+
+    root = tmp_path / "data"
+    write(root, "cat/a.png", png_bytes(1))
+    write(root, "dog/b.png", png_bytes(2))
+
+    def stamps_after(action) -> tuple[tuple, tuple]:
+        """The stamps before and after `action`, every folder's time first set far in the past (folder
+        times move in clock ticks of a few ms: two changes within one tick would look like none)."""
+        for folder in (root, root / "cat", root / "dog"):
+            os.utime(folder, ns=(10**9, 10**9))
+        before = folder_stamps(root)
+        action()
+        return before, folder_stamps(root)
+
+    before, after = stamps_after(lambda: None)
+    assert [Path(folder).name for folder, _ in before] == ["data", "cat", "dog"] and after == before
+    before, after = stamps_after(lambda: (root / "cat" / "a.png").write_bytes(png_bytes(3)))  # rewritten in place
+    assert after == before
+    for action in (lambda: write(root, "dog/c.png", png_bytes(4)),
+                   lambda: (root / "dog" / "c.png").rename(root / "cat" / "c.png"),
+                   lambda: (root / "cat" / "c.png").unlink()):
+        before, after = stamps_after(action)
+        assert after != before
