@@ -33,7 +33,7 @@ test-app: $(STAMP)  ## the pages under Streamlit's AppTest (tests/app)
 test-e2e: $(STAMP)  ## the browser journeys: Debian's Chromium against `streamlit run` (tests/e2e)
 	$(BIN)/python -m pytest $(TEST_WORKERS) tests/e2e
 
-bench: $(STAMP)  ## every benchmark, the ~80-min training comparison included -> docs/BENCHMARKS.md (~2 h on 2 cores)
+bench: $(STAMP)  ## every benchmark, the ~20-min training comparison included -> docs/BENCHMARKS.md (~1 h on 2 cores)
 	$(BIN)/python bench/run_all.py --training full
 
 bench-refresh: $(STAMP)  ## every benchmark but training (kept from docs/benchmarks/results.json) -> docs/BENCHMARKS.md (~30 min)
@@ -48,7 +48,7 @@ bench-app-start: $(STAMP)  ## app cold start to first paint in Chromium (needs D
 bench-memory: $(STAMP)  ## server RSS over 500 upload+predict round trips in one browser session (Debian's chromium; ~25 min)
 	$(BIN)/python bench/bench_memory.py --json bench/out/bench_memory.json
 
-bench-training: $(STAMP)  ## seeds' recipe vs ours to test accuracy on full Fashion-MNIST (~80 min)
+bench-training: $(STAMP)  ## the seeds' two recipes vs ours to test accuracy on full Fashion-MNIST, and GFLOP/s (~20 min)
 	test -d /tmp/fmnist-tree/train || $(BIN)/imgclf fashion-mnist /tmp/fmnist-tree
 	$(BIN)/python bench/bench_training.py --json bench/out/bench_training.json
 

@@ -21,8 +21,12 @@ from typing import Callable, Iterable
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = ROOT / "docs" / "benchmarks" / "results.json"
 DEFAULT_MARKDOWN = ROOT / "docs" / "BENCHMARKS.md"
+# Sections written from the JSON of benchmarks that run_all.py does not repeat (hours at full scale:
+# bench_100k.py, bench_transfer.py), each a markdown file with its own "##" heading, appended in name order.
+STANDALONE_SECTIONS = ROOT / "docs" / "benchmarks" / "sections"
 DEFAULT_PLOT = ROOT / "docs" / "benchmarks" / "accuracy_vs_time.png"
 REACH_ACCURACY = 0.90  # bench_training.py's REACH_ACCURACY
+STEP_BIG_BATCH = 256  # bench_training.py's STEP_BIG_BATCH
 SECTIONS = ("pipeline", "training", "predict", "app_start", "audit", "photos")
 SECTION_TITLES = {
     "pipeline": "Input pipeline throughput and dataset scan",
@@ -166,6 +170,39 @@ def pipeline_md(section: dict) -> list[str]:
     return out
 
 
+TRAINING_RECIPES = ("seeds_plain", "seeds_augmented", "ours")
+TRAINING_LABELS = {
+    "seeds_plain": "seeds' recipe, no augmentation (ImageDataGenerator rescale only)",
+    "seeds_augmented": "seeds' recipe with augmentation (rotation 20, zoom 0.2, flip)",
+    "ours": "imgclf train defaults",
+}
+TRAINING_SHORT = {"seeds_plain": "plain", "seeds_augmented": "augmented", "ours": "imgclf"}
+
+
+def training_run(run: dict) -> dict:
+    """One bench_training.py result in the current shape: three recipes and the faster seeds' variant.
+
+    Results from before the plain variant was measured hold one "seeds" recipe, the augmented one.
+    """
+    run = dict(run)
+    if "seeds" in run and "seeds_augmented" not in run:
+        run["seeds_augmented"] = run["seeds"]
+    if not run.get("faster_seeds"):
+        present = [key for key in ("seeds_plain", "seeds_augmented") if run.get(key)]
+        reached = [key for key in present if run[key].get("time_to_90_s") is not None]
+        if reached:
+            run["faster_seeds"] = min(reached, key=lambda key: run[key]["time_to_90_s"])
+        elif present:
+            run["faster_seeds"] = max(present, key=lambda key: run[key]["trained_s"])
+    if run.get("faster_seeds"):
+        run["seeds_faster"] = run[run["faster_seeds"]]
+    return run
+
+
+def training_runs(section: dict) -> list[dict]:
+    return [training_run(run) for run in runs_of(section)]
+
+
 def training_recipe_stats(runs: list[dict], recipe: str) -> dict:
     present = [run for run in runs if run.get(recipe)]
     reached = [run[recipe]["time_to_90_s"] for run in present if run[recipe].get("time_to_90_s") is not None]
@@ -203,58 +240,169 @@ def training_speedup(runs: list[dict]) -> tuple[dict | None, bool]:
 
 
 def training_accuracy_gain(runs: list[dict], key: str) -> dict | None:
-    return pick(runs, lambda run: (run["ours"][key] - run["seeds"][key]) * 100)
+    """Ours minus the faster seeds' variant, in percentage points (runs: training_runs)."""
+    return pick(runs, lambda run: (run["ours"][key] - run["seeds_faster"][key]) * 100)
+
+
+def faster_seeds_names(runs: list[dict]) -> str:
+    """'plain', 'augmented' or e.g. 'plain in 2 runs, augmented in 1' (runs: training_runs)."""
+    names = [TRAINING_SHORT[run["faster_seeds"]] for run in runs if run.get("faster_seeds")]
+    distinct = list(dict.fromkeys(names))
+    if len(distinct) <= 1:
+        return distinct[0] if distinct else "?"
+    return ", ".join(f"{name} in {names.count(name)} run{'s' if names.count(name) != 1 else ''}" for name in distinct)
+
+
+def training_epochs_asked(run: dict, recipe: str) -> str:
+    options = run.get("options", {})
+    asked = (run.get(recipe) or {}).get("epochs_asked")
+    if asked is None:
+        asked = options.get({"seeds_plain": "epochs_seeds_plain", "seeds_augmented": "epochs_seeds_augmented"}[recipe])
+    if asked is None and recipe == "seeds_augmented":
+        asked = options.get("epochs_seeds")  # results from before the plain variant
+    return "?" if asked is None else str(asked)
+
+
+def training_gflops_md(runs: list[dict]) -> list[str]:
+    """The GFLOP/s tables of bench_training.py's measurement (median over the runs that have one)."""
+    measured = [run for run in runs if run.get("gflops")]
+    if not measured:
+        return []
+    first = measured[0]["gflops"]
+    peak = first["peak"]
+    peak_stats = pick(measured, lambda run: run["gflops"]["peak"]["gflops"])
+    out = ["### Arithmetic throughput (GFLOP/s) against the machine's peak", "",
+           f"Peak = clock × {peak.get('flop_per_cycle_per_core', 32)} FP32 FLOP per cycle per core (AVX2, two FMA"
+           f" units) × {peak.get('cores', '?')} cores = {cell(peak_stats, ' GFLOP/s', 0)}; clock"
+           f" {cell(pick(measured, lambda run: run['gflops']['peak']['mhz']), ' MHz', 0)}, measured by"
+           f" {peak.get('method', '?')}. FLOPs per image count the Conv2D and Dense layers"
+           " (multiply-adds × 2; a training step = 3 × forward, the first layer 2 ×). *Step only*: a compiled"
+           " train step (forward, loss, gradients, Adam) on one in-memory batch, repeated for ~5 s. *In the run*:"
+           " the recipe's arithmetic per epoch second (ours: validation's forward passes included), median over"
+           " epochs 2 to N.", ""]
+    for key in first["networks"]:
+        with_net = [run for run in measured if key in run["gflops"]["networks"]]
+        network = with_net[0]["gflops"]["networks"][key]
+
+        def net(run, key=key):
+            return run["gflops"]["networks"][key]
+
+        batch = network["step_recipe_batch"]["batch_size"]
+        out += [f"**{network['label']}**: {network['forward_flops_per_image'] / 1e6:,.1f} MFLOP forward,"
+                f" {network['train_flops_per_image'] / 1e6:,.1f} MFLOP a training step, per image.", "",
+                "| | img/s | GFLOP/s | % of peak | runs |", "|---|---:|---:|---:|---:|",
+                f"| peak | | {cell(peak_stats, digits=1)} | 100% | {count(peak_stats)} |"]
+        for label, getter in ((f"step only, batch {STEP_BIG_BATCH}", lambda run: net(run)["step_batch_256"]),
+                              (f"step only, batch {batch} (the recipe's)", lambda run: net(run)["step_recipe_batch"])):
+            gflops = pick(with_net, lambda run: getter(run)["gflops"])
+            out.append(f"| {label} | {cell(pick(with_net, lambda run: getter(run)['img_s']), digits=0)} "
+                       f"| {cell(gflops, digits=1)} | {cell(pick(with_net, lambda run: getter(run)['pct_peak']), '%', 1)} "
+                       f"| {count(gflops)} |")
+        for recipe in network["in_run"]:
+            def row(run, recipe=recipe):
+                return net(run)["in_run"][recipe]
+            gflops = pick(with_net, lambda run: row(run)["gflops"])
+            out.append(f"| in the run, {TRAINING_LABELS.get(recipe, recipe)} "
+                       f"| {cell(pick(with_net, lambda run: row(run)['img_s']), digits=0)} | {cell(gflops, digits=1)} "
+                       f"| {cell(pick(with_net, lambda run: row(run)['pct_peak']), '%', 1)} | {count(gflops)} |")
+        lost = network.get("lost_pct_of_peak")
+        if lost:
+            kernels = pick(with_net, lambda run: net(run)["lost_pct_of_peak"]["kernels"])
+            small = pick(with_net, lambda run: net(run)["lost_pct_of_peak"]["small_batches"])
+            parts = [f"kernels {cell(kernels, ' pp', 1)} (peak → batch-{STEP_BIG_BATCH} step)",
+                     f"small batches {cell(small, ' pp', 1)} (batch {STEP_BIG_BATCH} → {batch})"]
+            for recipe in lost["pipeline"]:
+                pipeline = pick(with_net, lambda run, recipe=recipe: net(run)["lost_pct_of_peak"]["pipeline"][recipe])
+                validation = " and validation" if (network["in_run"][recipe] or {}).get("validation_images") else ""
+                name = f", {TRAINING_SHORT.get(recipe, recipe)}" if len(lost["pipeline"]) > 1 else ""
+                parts.append(f"input pipeline, Python loop{validation}{name} {cell(pipeline, ' pp', 1)}"
+                             " (recipe step → in the run)")
+            out += ["", "Where the rest of the peak goes, in percentage points of it: " + "; ".join(parts) + "."]
+        out.append("")
+    return out
 
 
 def training_md(section: dict, plot_rel: str | None) -> list[str]:
-    runs = runs_of(section)
-    seeds, ours = training_recipe_stats(runs, "seeds"), training_recipe_stats(runs, "ours")
+    runs = training_runs(section)
+    recipes = {key: training_recipe_stats(runs, key) for key in TRAINING_RECIPES}
+    plain, augmented, ours = recipes["seeds_plain"], recipes["seeds_augmented"], recipes["ours"]
+    faster = training_recipe_stats(runs, "seeds_faster")
     speedup, bound = training_speedup(runs)
     first = runs[0]
-    options = first.get("options", {})
     ours_config = (first.get("ours") or {}).get("config", {})
     training_config = ours_config.get("training", {})
     out = []
     if section.get("mode") == "quick":
         out += ["> **Quick mode** (a balanced subset and a few epochs): a smoke test of the benchmark, not",
                 "> the comparison. `--training full` measures the real one.", ""]
+    seeds_text = []
+    if plain["runs"]:
+        seeds_text.append(f"*plain* (the seeds' `ImageDataGenerator(rescale=1/255)` only, "
+                          f"{training_epochs_asked(first, 'seeds_plain')} epochs)")
+    if augmented["runs"]:
+        seeds_text.append(f"*augmented* (their `ImageDataGenerator` with rotation 20, zoom 0.2 and flips, up to "
+                          f"{training_epochs_asked(first, 'seeds_augmented')} epochs)")
     out += [f"On the same files, one recipe after the other in one process: {first.get('train_images', 0):,} training "
-            f"images, {first.get('test_images', 0):,} test images. Seeds: `ImageDataGenerator` (rotation 20, zoom 0.2,"
-            f" flips) + `flow_from_directory` + `seed_cnn`, Adam, batch 32, {options.get('epochs_seeds', '?')} epochs,"
-            " all training images. Ours: exactly `imgclf train` (cold scan, a"
+            f"images, {first.get('test_images', 0):,} test images. "
+            + ("The seeds' two recipes, " if len(seeds_text) > 1 else "The seeds' recipe, ")
+            + " and ".join(seeds_text)
+            + ": `flow_from_directory` + `seed_cnn`, Adam, batch 32, all training images. Ours: exactly `imgclf"
+            " train` (cold scan, a"
             f" {ours_config.get('data', {}).get('validation_split', 0.2):.0%} validation split validated inside the"
             f" clock, decode once, `{ours_config.get('model', {}).get('name', 'small_cnn')}`,"
             f" {training_config.get('schedule', '?')} schedule,"
             f" {training_config.get('epochs', '?')} epochs, checkpoints). Test accuracy is measured after"
-            " every epoch with that epoch's weights, outside the clock.", "",
-            "| | seeds' recipe | imgclf | ours vs seeds | runs |", "|---|---:|---:|---:|---:|",
-            f"| time to 90% test accuracy | {time_to_90_text(seeds)} | {time_to_90_text(ours, bold=True)} "
-            f"| {ratio_cell(speedup, bound) + ' faster' if speedup else '–'} | {count(speedup, ours['runs'])} |",
-            f"| final test accuracy | {percent_cell(seeds['final'])} | {percent_cell(ours['final'], bold=True)} "
-            f"| {cell(training_accuracy_gain(runs, 'final_test_accuracy'), ' pp', 1, signed=True)} | {ours['runs']} |",
-            f"| best test accuracy (any epoch) | {percent_cell(seeds['best'])} | {percent_cell(ours['best'])} "
-            f"| {cell(training_accuracy_gain(runs, 'best_test_accuracy'), ' pp', 1, signed=True)} | {ours['runs']} |",
-            f"| training wall time, all epochs "
-            f"| {cell(seeds['trained'], ' s', 0)} ({cell(seeds['epochs'], digits=0)} epochs) "
-            f"| {cell(ours['trained'], ' s', 0)} ({cell(ours['epochs'], digits=0)} epochs) | | {ours['runs']} |",
-            ""]
+            " every epoch with that epoch's weights, outside the clock."
+            + (" The seeds' *faster variant* is the one that reached 90% test accuracy sooner; ours is compared"
+               " with it." if len(seeds_text) > 1 else ""), "",
+            "| | seeds' recipe, no augmentation | seeds' recipe, augmented | imgclf | runs |",
+            "|---|---:|---:|---:|---:|",
+            f"| time to 90% test accuracy | {time_to_90_text(plain)} | {time_to_90_text(augmented)} "
+            f"| {time_to_90_text(ours, bold=True)} | {ours['runs']} |",
+            f"| final test accuracy | {percent_cell(plain['final'])} | {percent_cell(augmented['final'])} "
+            f"| {percent_cell(ours['final'], bold=True)} | {ours['runs']} |",
+            f"| best test accuracy (any epoch) | {percent_cell(plain['best'])} | {percent_cell(augmented['best'])} "
+            f"| {percent_cell(ours['best'])} | {ours['runs']} |",
+            "| training wall time, all epochs | "
+            + " | ".join(f"{cell(recipe['trained'], ' s', 0)} ({cell(recipe['epochs'], digits=0)} epochs)"
+                         if recipe["runs"] else "–" for recipe in (plain, augmented, ours))
+            + f" | {ours['runs']} |", ""]
+    both = bool(plain["runs"] and augmented["runs"])
+    if faster["runs"] and ours["runs"]:
+        names = faster_seeds_names(runs)
+        against = (f"the seeds' faster variant ({names})" if both else
+                   f"the seeds' recipe ({names}; their other variant was not measured)")
+        if speedup:
+            out.append(f"imgclf reached 90% test accuracy {ratio_cell(speedup, bound)} faster than {against}:"
+                       f" {time_to_90_text(ours)} against {time_to_90_text(faster)}.")
+        else:
+            out.append(f"Compared with {against}: imgclf never reached 90% test accuracy, so there is no ratio.")
+        gain = training_accuracy_gain(runs, "final_test_accuracy")
+        out += [f"Final test accuracy against it: {cell(gain, ' pp', 1, signed=True)}.", ""]
     if bound:
-        out += ["\"≥\": the seeds' recipe never reached 90% test accuracy, so the ratio is their whole training time",
-                "over ours to 90%: a lower bound.", ""]
+        out += [("\"≥\": neither of the seeds' recipes reached 90% test accuracy, so the ratio is the longer of their"
+                 " two whole training times over ours to 90%: a bound." if both else
+                 "\"≥\": the seeds' recipe never reached 90% test accuracy, so the ratio is its whole training time"
+                 " over ours to 90%: a lower bound."), ""]
+    stopped = [run["seeds_augmented"]["stopped_early"] for run in runs
+               if (run.get("seeds_augmented") or {}).get("stopped_early")]
+    if stopped:
+        which = "" if len(runs) == 1 else f" (in {len(stopped)} of {len(runs)} runs; first)"
+        out += [f"The augmented variant stopped early{which}: {stopped[0]}.", ""]
     if plot_rel:
-        out += [f"![Test accuracy against wall-clock training time, both recipes]({plot_rel})", ""]
+        out += [f"![Test accuracy against wall-clock training time, all three recipes]({plot_rel})", ""]
+    out += training_gflops_md(runs)
+    present = [key for key in TRAINING_RECIPES if (first.get(key) or {}).get("epochs")]
     out += ["<details><summary>Per-epoch figures (cumulative training seconds, test accuracy)"
             + (", first run" if len(runs) > 1 else "") + "</summary>", "",
-            "| epoch | seeds: cum. s | seeds: test acc. | ours: cum. s | ours: test acc. |",
-            "|---:|---:|---:|---:|---:|"]
-    seeds_rows = (first.get("seeds") or {}).get("epochs", [])
-    ours_rows = (first.get("ours") or {}).get("epochs", [])
-    for index in range(max(len(seeds_rows), len(ours_rows))):
-        left = (f"{seeds_rows[index]['cum_s']:,.0f} | {seeds_rows[index]['test_accuracy']:.4f}"
-                if index < len(seeds_rows) else " | ")
-        right = (f"{ours_rows[index]['cum_s']:,.0f} | {ours_rows[index]['test_accuracy']:.4f}"
-                 if index < len(ours_rows) else " | ")
-        out.append(f"| {index + 1} | {left} | {right} |")
+            "| epoch | " + " | ".join(f"{TRAINING_SHORT[key]}: cum. s | {TRAINING_SHORT[key]}: test acc."
+                                     for key in present) + " |",
+            "|---:|" + "---:|---:|" * len(present)]
+    rows = {key: first[key]["epochs"] for key in present}
+    for index in range(max((len(value) for value in rows.values()), default=0)):
+        cells = [(f"{rows[key][index]['cum_s']:,.0f} | {rows[key][index]['test_accuracy']:.4f}"
+                  if index < len(rows[key]) else " | ") for key in present]
+        out.append(f"| {index + 1} | " + " | ".join(cells) + " |")
     out += ["", "</details>"]
     return out
 
@@ -431,14 +579,15 @@ def overview_rows(sections: dict) -> list[str]:
                         f"{cell(warm, ' s', bold=True)} | – | {warm['n']} |")
     training = sections.get("training")
     if training and runs_of(training):
-        runs = runs_of(training)
-        seeds, ours = training_recipe_stats(runs, "seeds"), training_recipe_stats(runs, "ours")
+        runs = training_runs(training)
+        seeds, ours = training_recipe_stats(runs, "seeds_faster"), training_recipe_stats(runs, "ours")
         speedup, bound = training_speedup(runs)
         quick = " **(quick mode)**" if training.get("mode") == "quick" else ""
-        rows.append(f"| time to 90% test accuracy, Fashion-MNIST{quick} | {time_to_90_text(seeds)} "
+        variant = f" (seeds: their faster recipe, {faster_seeds_names(runs)})" if seeds["runs"] else ""
+        rows.append(f"| time to 90% test accuracy, Fashion-MNIST{quick}{variant} | {time_to_90_text(seeds)} "
                     f"| {time_to_90_text(ours)} | {ratio_cell(speedup, bound)} | {count(speedup, len(runs))} |")
         gain = training_accuracy_gain(runs, "final_test_accuracy")
-        rows.append(f"| final test accuracy, Fashion-MNIST{quick} | {percent_cell(seeds['final'])} "
+        rows.append(f"| final test accuracy, Fashion-MNIST{quick}{variant} | {percent_cell(seeds['final'])} "
                     f"| {percent_cell(ours['final'])} | {cell(gain, ' pp', 1, bold=True, signed=True)} "
                     f"| {ours['runs']} |")
     predict = sections.get("predict")
@@ -543,7 +692,7 @@ def render_markdown(results: dict, plot_rel: str | None, results_rel: str = "ben
            " ours is\": throughput ours / seeds, time seeds / ours.", "",
            "The machine of the latest `run_all.py` (each section records its own in `results.json`):", ""]
     out += machine_md(machine)
-    out += ["", "Reproduce everything, the 80-minute training comparison included (`make bench`, about 2 h"
+    out += ["", "Reproduce everything, the 20-minute training comparison included (`make bench`, about 1 h"
             " on 2 cores):", "", "```bash",
             ".venv/bin/python bench/run_all.py --training full", "```", "",
             "or everything but the training comparison, which is then kept from `results.json` as it is"
@@ -578,6 +727,8 @@ def render_markdown(results: dict, plot_rel: str | None, results_rel: str = "ben
             out += [f"> Measured on a different machine: {section_machine.get('cpu_model')}, "
                     f"{section_machine.get('cpus')} cores.", ""]
         out += renderers[name](section)
+    for path in sorted(STANDALONE_SECTIONS.glob("*.md")):
+        out += ["", path.read_text(encoding="utf-8").rstrip()]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -586,8 +737,8 @@ def render_markdown(results: dict, plot_rel: str | None, results_rel: str = "ben
 
 
 def plot_training(section: dict, path: Path) -> bool:
-    """Test accuracy against cumulative training seconds, both recipes; False if there is nothing to plot."""
-    runs = [run for run in runs_of(section) if run.get("seeds") or run.get("ours")]
+    """Test accuracy against cumulative training seconds, all three recipes; False if there is nothing to plot."""
+    runs = [run for run in training_runs(section) if any(run.get(recipe) for recipe in TRAINING_RECIPES)]
     if not runs:
         return False
     import matplotlib
@@ -596,10 +747,9 @@ def plot_training(section: dict, path: Path) -> bool:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    colors = {"seeds": "#d95f02", "ours": "#1b6ac9"}
-    labels = {"seeds": "seeds' recipe (ImageDataGenerator + seed_cnn)", "ours": "imgclf (imgclf train defaults)"}
-    figure, axes = plt.subplots(figsize=(9, 5.2), dpi=110)
-    for recipe in ("seeds", "ours"):
+    colors = {"seeds_plain": "#e6ab02", "seeds_augmented": "#d95f02", "ours": "#1b6ac9"}
+    figure, axes = plt.subplots(figsize=(9, 5.6), dpi=110)
+    for recipe in TRAINING_RECIPES:
         for number, run in enumerate(runs):
             rows = (run.get(recipe) or {}).get("epochs") or []
             if not rows:
@@ -609,13 +759,15 @@ def plot_training(section: dict, path: Path) -> bool:
             reached = run[recipe].get("time_to_90_s")
             if reached is None:
                 outcome = f"{len(rows)} epochs, never 90% (best {max(accuracy):.1%})"
+                if run[recipe].get("stopped_early"):
+                    outcome += ", stopped early"
             else:
                 outcome = f"90% after {reached:,.0f} s (epoch {run[recipe].get('reached_90_epoch')})"
                 if number == 0:
                     axes.axvline(reached, color=colors[recipe], linestyle=":", linewidth=1)
             axes.plot(seconds, accuracy, marker="o", markersize=3.5, linewidth=1.6, color=colors[recipe],
                       alpha=1.0 if number == 0 else 0.45,
-                      label=f"{labels[recipe]}: {outcome}" if number == 0 else None)
+                      label=f"{TRAINING_LABELS[recipe]}:\n{outcome}" if number == 0 else None)
     axes.axhline(REACH_ACCURACY, color="0.35", linestyle="--", linewidth=1, label="90% test accuracy")
     axes.set_xlabel("wall-clock training time, s (each recipe's setup included, test measurement excluded)")
     axes.set_ylabel("test accuracy (10,000 Fashion-MNIST test images)")
@@ -631,7 +783,7 @@ def plot_training(section: dict, path: Path) -> bool:
     top = axes.secondary_xaxis("top", functions=(lambda s: s / 60, lambda m: m * 60))
     top.set_xlabel("minutes", fontsize=9)
     axes.grid(True, alpha=0.3)
-    axes.legend(loc="best", fontsize=9)
+    axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
