@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
 import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-Content = TypeVar("Content")
 
 # Items per pool task: enough to make the pool's own per-task overhead negligible.
 CHUNK_SIZE = 64
-# Threads that read small files ahead of the one thread that decodes them. A read waits on the disk
-# with the GIL released, so many reads in flight hide the disk's latency when the files are not in the
-# OS page cache (measured: a cold scan of 70,000 Fashion-MNIST PNGs took 17.8 s with each file read
-# just before its decode, against 8.3 s with the files in the page cache).
-READ_AHEAD_THREADS = 16
-# Chunks read ahead of the decoding thread at most: bounds the bytes held in memory.
-READ_AHEAD_CHUNKS = 4 * READ_AHEAD_THREADS
+# Files the OS is asked to read ahead of a single-threaded pass at most (PageCacheHints).
+HINT_WINDOW = 4096
 
 
 def map_in_threads(
@@ -44,43 +37,49 @@ def map_in_threads(
             yield from results
 
 
-def map_after_reading(
-    read: Callable[[Item], Content],
-    function: Callable[[Item, Content], Result],
-    items: Sequence[Item],
-    progress: Callable[[int, int], None] | None = None,
-) -> Iterator[Result]:
-    """`function(item, read(item))` for each item, in order: `read` runs ahead on READ_AHEAD_THREADS
-    threads, `function` on the calling thread (for work that only fights over the GIL in threads)."""
-    total = len(items)
+class PageCacheHints:
+    """Asks the OS to read files into its page cache ahead of a pass over them, from one daemon thread.
 
-    def read_chunk(start: int) -> list[Content]:
-        return [read(item) for item in items[start:start + CHUNK_SIZE]]
+    A single-threaded pass over small files (one thread decodes tiny images fastest: see
+    decode_thread_count) waits on the disk for each file when they are not cached. The hint thread
+    only opens each file, calls posix_fadvise(WILLNEED) and closes it, so it barely holds the GIL,
+    and stays at most HINT_WINDOW files ahead of `passed`. Measured on the 70,000 Fashion-MNIST PNGs
+    with the page cache dropped: 19.9 s without hints, 13.1 s with them (9.3 and 10.2 s when cached);
+    16 threads reading the files ahead instead made the cached case 1.5x slower (GIL contention).
+    """
 
-    done = 0
-    with ThreadPoolExecutor(max_workers=READ_AHEAD_THREADS) as pool:
-        for start, contents in zip(range(0, total, CHUNK_SIZE),
-                                   _in_order_ahead(pool, read_chunk, range(0, total, CHUNK_SIZE), READ_AHEAD_CHUNKS)):
-            results = [function(item, content) for item, content in zip(items[start:start + CHUNK_SIZE], contents)]
-            done += len(results)
-            if progress:
-                progress(done, total)
-            yield from results
+    def __init__(self, paths: Sequence[str], window: int = HINT_WINDOW) -> None:
+        self.paths, self.window = paths, window
+        self.done = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._hint, name="page-cache-hints", daemon=True)
+        if hasattr(os, "posix_fadvise"):
+            self._thread.start()
 
+    def passed(self, count: int) -> None:
+        """The pass has finished `count` files: the hints may go that much further."""
+        self.done = count
 
-def _in_order_ahead(pool: ThreadPoolExecutor, function: Callable, arguments: Iterable, ahead: int) -> Iterator:
-    """pool.map with at most `ahead` calls submitted and not yet consumed."""
-    arguments = iter(arguments)
-    pending: deque[Future] = deque(pool.submit(function, argument) for argument in itertools.islice(arguments, ahead))
-    try:
-        while pending:
-            result = pending.popleft().result()
-            for argument in itertools.islice(arguments, 1):
-                pending.append(pool.submit(function, argument))
-            yield result
-    finally:
-        for future in pending:
-            future.cancel()
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _hint(self) -> None:
+        for position, path in enumerate(self.paths):
+            while position > self.done + self.window:
+                if self._stopped.wait(0.005):
+                    return
+            if self._stopped.is_set():
+                return
+            try:
+                descriptor = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(descriptor)
 
 
 def decode_thread_count(tiny_images: bool) -> int:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from imgclf_core.fileio import atomic_write_json, user_cache_dir
 from imgclf_core.data.images import UNREADABLE, ImageDecodeError, inspect_image, read_image_bytes
-from imgclf_core.parallel import decode_thread_count, map_after_reading, map_in_threads
+from imgclf_core.parallel import PageCacheHints, decode_thread_count, map_in_threads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -315,14 +315,21 @@ def scan_dataset(
         progress(hits, total)
     if misses:
         median_bytes = sorted(candidate.size for candidate in misses)[len(misses) // 2]
-        tiny = median_bytes < TINY_FILE_BYTES
-        report = (lambda done, _: progress(hits + done, total)) if progress else None
-        if tiny and workers is None:
-            entries = map_after_reading(_read_file, _inspect_content, misses, report)
-        else:
-            entries = map_in_threads(_inspect_file, misses, workers or decode_thread_count(tiny), report)
-        for candidate, entry in zip(misses, entries):
-            results[candidate.relative_path] = entry
+        worker_count = workers or decode_thread_count(tiny_images=median_bytes < TINY_FILE_BYTES)
+        hints = PageCacheHints([candidate.absolute_path for candidate in misses]) if worker_count == 1 else None
+
+        def report(done: int, _total: int) -> None:
+            if hints is not None:
+                hints.passed(done)
+            if progress:
+                progress(hits + done, total)
+
+        try:
+            for candidate, entry in zip(misses, map_in_threads(_inspect_file, misses, worker_count, report)):
+                results[candidate.relative_path] = entry
+        finally:
+            if hints is not None:
+                hints.stop()
         if use_cache:
             atomic_write_json(
                 cache_file,
@@ -333,23 +340,9 @@ def scan_dataset(
 
 def _inspect_file(candidate: _Candidate) -> list:
     """Cache entry for one file: [size, mtime_ns, "image", sha, w, h, mode, format, frames] or [.., "skip", reason]."""
-    return _inspect_content(candidate, _read_file(candidate))
-
-
-def _read_file(candidate: _Candidate) -> bytes | ImageDecodeError:
-    """The file's bytes, or why they cannot be read (returned, so a read-ahead thread never raises)."""
-    try:
-        return read_image_bytes(candidate.absolute_path)
-    except ImageDecodeError as error:
-        return error
-
-
-def _inspect_content(candidate: _Candidate, data: bytes | ImageDecodeError) -> list:
-    """Cache entry for one file from its bytes (see _inspect_file)."""
     stamp = [candidate.size, candidate.mtime_ns]
     try:
-        if isinstance(data, ImageDecodeError):
-            raise data
+        data = read_image_bytes(candidate.absolute_path)
         # Checks the whole file as a decode would; a 12-megapixel JPEG is checked at 1/8 scale.
         info = inspect_image(data)
     except ImageDecodeError as error:

@@ -1,14 +1,13 @@
-"""map_in_threads and map_after_reading: order, progress and errors across chunks, and a bounded read-ahead."""
+"""map_in_threads (order, progress and errors across chunks) and the page-cache hints' bounded run-ahead."""
 
 from __future__ import annotations
 
 import pytest
 
-import threading
+import os
+import time
 
-from imgclf_core.parallel import (
-    CHUNK_SIZE, READ_AHEAD_CHUNKS, decode_thread_count, map_after_reading, map_in_threads,
-)
+from imgclf_core.parallel import CHUNK_SIZE, PageCacheHints, decode_thread_count, map_in_threads
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -44,33 +43,30 @@ def test_tiny_images_decode_in_one_thread():
     assert decode_thread_count(tiny_images=False) >= 1
 
 
-def test_reads_run_ahead_on_other_threads_in_order_and_never_too_far():
-    items = list(range(CHUNK_SIZE * (READ_AHEAD_CHUNKS + 10) + 3))
-    read_threads, consumer = set(), threading.get_ident()
-    furthest_read = []  # after each processed item: how far the reads had got
+def test_page_cache_hints_run_at_most_a_window_ahead_of_the_pass_and_skip_missing_files(tmp_path, monkeypatch):
+    paths = []
+    for number in range(100):
+        path = tmp_path / f"{number}.png"
+        path.write_bytes(b"x")
+        paths.append(str(path))
+    paths[5] = str(tmp_path / "gone.png")  # removed since the walk: skipped
+    hinted = []
+    monkeypatch.setattr(os, "posix_fadvise", lambda descriptor, offset, length, advice: hinted.append(advice))
 
-    def read(number):
-        read_threads.add(threading.get_ident())
-        furthest_read.append(number)
-        return number * 2
+    def hinted_reaches(count: int) -> int:
+        deadline = time.monotonic() + 5
+        while len(hinted) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # and goes no further
+        return len(hinted)
 
-    def process(number, content):
-        assert threading.get_ident() == consumer
-        assert content == number * 2
-        return max(furthest_read) - number
-
-    calls = []
-    ahead = list(map_after_reading(read, process, items, lambda d, t: calls.append(d)))
-    assert len(ahead) == len(items) and calls[-1] == len(items)
-    assert consumer not in read_threads
-    assert max(ahead) < (READ_AHEAD_CHUNKS + 1) * CHUNK_SIZE  # the read-ahead is bounded
-
-
-def test_a_failed_read_reaches_the_caller():
-    def read(number):
-        if number == 70:
-            raise OSError("unreadable 70")
-        return number
-
-    with pytest.raises(OSError, match="unreadable 70"):
-        list(map_after_reading(read, lambda number, content: content, list(range(200))))
+    hints = PageCacheHints(paths, window=10)
+    try:
+        assert hinted_reaches(10) == 10  # positions 0-10, one of them missing
+        hints.passed(50)
+        assert hinted_reaches(60) == 60
+        hints.passed(100)
+        assert hinted_reaches(99) == 99
+        assert set(hinted) == {os.POSIX_FADV_WILLNEED}
+    finally:
+        hints.stop()
