@@ -98,6 +98,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
 
+from bench_memory import process_tree  # noqa: E402  (the server's process tree, counted the same way)
 from imgclf_core.data.fashion_mnist import CLASS_NAMES, DEFAULT_SOURCE_DIR, load_split  # noqa: E402
 
 STEPS = ("scan", "browser", "train", "audit")
@@ -459,16 +460,8 @@ class BrowserServer:
 
     def rss_mb(self) -> float:
         """VmRSS of the server and its descendants (as bench_memory.py counts it), MB."""
-        found, pending, total_kb = [], [self.process.pid], 0
-        while pending:
-            current = pending.pop()
-            found.append(current)
-            for task in Path(f"/proc/{current}/task").glob("*"):
-                try:
-                    pending.extend(int(child) for child in (task / "children").read_text().split())
-                except OSError:
-                    continue
-        for pid in found:
+        total_kb = 0
+        for pid in process_tree(self.process.pid):
             total_kb += proc_status_kb(pid, ("VmRSS",)).get("VmRSS", 0)
         return round(total_kb / 1024, 1)
 

@@ -71,7 +71,8 @@ from typing import Callable, Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from imgclf_core.data.synthetic_photos import PHOTO_CLASSES, write_photo_folder  # noqa: E402
+from bench_photos import make_photos, parse_size  # noqa: E402  (the same photos, the same --size)
+from imgclf_core.data.synthetic_photos import PHOTO_CLASSES  # noqa: E402
 
 BACKBONE = "efficientnet_lite0"
 IMAGE_SIZE = 224
@@ -91,22 +92,6 @@ def load_average() -> list[float]:
 
 # ---------------------------------------------------------------------------------------------
 # Data
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like 4032x3024, got {text!r}") from None
-    return width, height
-
-
-def make_photos(folder: Path, photos: int, classes: int, size: tuple[int, int]) -> dict[str, int]:
-    """`photos` // `classes` photos per class (at least one), as bench_photos makes them."""
-    per_class = max(1, photos // classes)
-    if per_class * classes != photos:
-        log(f"[photos] {per_class * classes} photos: {per_class} in each of {classes} classes")
-    return write_photo_folder(folder, classes=classes, per_class=per_class, size=size, seed=SEED)
 
 
 def read_all(root: Path, records) -> int:
