@@ -447,14 +447,11 @@ class BrowserServer:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "BrowserServer":
-        from streamlit_browser import wait_for_server
+        from streamlit_browser import streamlit_command, wait_for_server
 
         with self.log_path.open("wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-                 "--server.port", str(self.port), "--server.headless", "true"],
-                cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT,
-            )
+            self.process = subprocess.Popen(streamlit_command(self.port), cwd=ROOT, env=self.env, stdout=output,
+                                            stderr=subprocess.STDOUT)
         wait_for_server(self.url, timeout_s=120)
         return self
 
@@ -469,14 +466,10 @@ class BrowserServer:
         return round(proc_status_kb(self.process.pid, ("VmHWM",)).get("VmHWM", 0) / 1024, 1)
 
     def __exit__(self, *exc) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        from streamlit_browser import stop_process
+
+        if self.process is not None:
+            stop_process(self.process, timeout_s=30)
 
 
 def timed_wait(page, started: float, timeout_s: float, *, must_include=None, caption_prefix=None,

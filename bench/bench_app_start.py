@@ -53,7 +53,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from streamlit_browser import CHROMIUM, CHROMIUM_FLAGS, chromium_page, free_port  # noqa: E402
+from streamlit_browser import (  # noqa: E402
+    CHROMIUM, CHROMIUM_FLAGS, chromium_page, free_port, stop_process, streamlit_command,
+)
 
 SAMPLE = "sample_data/fashion_mnist"
 NAV_LINKS = 7  # app.py's pages
@@ -121,8 +123,7 @@ class Server:
         with self.log_path.open("wb") as output:
             started = time.perf_counter()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", self.script, "--server.address", "127.0.0.1",
-                 "--server.port", str(self.port), "--server.headless", "true", *self.options],
+                streamlit_command(self.port, self.script, *self.options),
                 cwd=ROOT, env=environment, stdout=output, stderr=subprocess.STDOUT,
             )
         return started
@@ -149,14 +150,8 @@ class Server:
             return ""
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
 
 def wait_page(page, title: str, nav_links: int, last_text: str | None, timeout_s: float) -> tuple[float, float]:

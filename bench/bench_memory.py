@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from streamlit_browser import chromium_page, free_port, wait_for_server, wait_until_idle  # noqa: E402
+from streamlit_browser import (  # noqa: E402
+    chromium_page, free_port, stop_process, streamlit_command, wait_for_server, wait_until_idle,
+)
 
 MAIN = '[data-testid="stMain"]'
 UPLOADER = '[data-testid="stFileUploader"]'
@@ -162,11 +164,8 @@ def run(args: argparse.Namespace) -> dict:
         url = f"http://127.0.0.1:{port}/"
         log_path = base / "server.log"
         with log_path.open("w") as log:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-                 "--server.port", str(port), "--server.headless", "true"],
-                cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
-            )
+            server = subprocess.Popen(streamlit_command(port), cwd=ROOT, env=environment, stdout=log,
+                                      stderr=subprocess.STDOUT)
         try:
             wait_for_server(url, timeout_s=120)
             return drive(args, server.pid, url, images)
@@ -174,12 +173,7 @@ def run(args: argparse.Namespace) -> dict:
             print("server log (last lines):\n" + "\n".join(log_path.read_text().splitlines()[-40:]), file=sys.stderr)
             raise
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server, timeout_s=30)
 
 
 def drive(args: argparse.Namespace, pid: int, url: str, images: list[tuple[str, bytes]]) -> dict:

@@ -42,27 +42,38 @@ def wait_for_server(url: str, timeout_s: float = 60) -> None:
     raise RuntimeError(f"streamlit did not answer on {url} within {timeout_s:.0f} s")
 
 
+def streamlit_command(port: int, script: str = "app.py", *options: str) -> list[str]:
+    """`streamlit run SCRIPT`, headless, on 127.0.0.1:PORT (run it with cwd=ROOT)."""
+    return [sys.executable, "-m", "streamlit", "run", script, "--server.address", "127.0.0.1",
+            "--server.port", str(port), "--server.headless", "true", *options]
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
+    """End `process` by its PID: SIGTERM, then SIGKILL if it has not ended within timeout_s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def streamlit_server(environment: dict[str, str] | None = None) -> Iterator[str]:
     """`streamlit run app.py` on a free 127.0.0.1 port; yields its URL; stopped by its PID afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true"],
-        cwd=ROOT, env={**os.environ, **(environment or {})},
+        streamlit_command(port), cwd=ROOT, env={**os.environ, **(environment or {})},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_server(url)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
 
 
 @contextlib.contextmanager
