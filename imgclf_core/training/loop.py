@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +101,11 @@ def standard_parts(setup: LoopSetup, evaluate_run: Callable[[Path, TrainingData]
         LearningRateSchedule(training),
         ReduceOnPlateau(training.reduce_lr_patience, training.reduce_lr_factor),
         EarlyStopping(training.early_stopping_patience),
-        # Checkpoint before history: history.csv never shows an epoch that a resume would train again.
+        # Checkpoint before history: history.csv never shows an epoch that a resume would train again,
+        # except after a hard kill within save_every_seconds of the last write.
         ProgressWriter(training.progress_every_batches),
-        ModelWriter(),
-        CheckpointWriter(),
+        ModelWriter(training.save_every_seconds),
+        CheckpointWriter(training.save_every_seconds),
         HistoryWriter(),
         TensorBoardWriter(setup.folder, setup.chief),
         EvaluationWriter(evaluate_run),
@@ -139,6 +141,13 @@ class EpochLoop:
     def run(self, data: TrainingData, stages: list[tuple[str, int]]) -> str:
         """Train the stages not done yet (after a checkpoint: from its epoch on); FINISHED or STOPPED."""
         self.data = data
+        try:
+            return self._run_stages(stages)
+        except BaseException:
+            self._write_pending_after_failure()
+            raise
+
+    def _run_stages(self, stages: list[tuple[str, int]]) -> str:
         restored = self.state.epoch > 0
         for stage, stage_epochs in stages:
             if restored and _stage_done(self.state, stages, stage):
@@ -151,6 +160,15 @@ class EpochLoop:
                 if self._run_epoch(stage, stage_epochs) == STOPPED:
                     return self.stop()
         return self.finish()
+
+    def _write_pending_after_failure(self) -> None:
+        """Each part's on_failure; one that fails too is reported, and the run's own error is the one raised."""
+        for part in self.parts:
+            try:
+                part.on_failure(self)
+            except Exception as error:  # noqa: BLE001 - e.g. the same full disk; the first error matters
+                print(f"imgclf: after the error, {type(part).__name__} could not write: {error}",
+                      file=sys.stderr, flush=True)
 
     def prepare_stage(self, stage: str, restore: bool) -> None:
         """Set what trains in `stage`, a fresh optimizer (restored from the checkpoint if asked) and the steps."""

@@ -80,3 +80,6 @@ class LoopPart:
 
     def on_finish(self, loop: EpochLoop) -> None:
         """Every stage has run to its end (or ended early)."""
+
+    def on_failure(self, loop: EpochLoop) -> None:
+        """Training raised: write what waits in memory, if anything; the error goes on up afterwards."""

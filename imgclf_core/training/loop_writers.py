@@ -7,10 +7,13 @@ Each writer writes through the run folder (RunFolder), which names the files and
 
 from __future__ import annotations
 
+import copy
 import math
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +22,8 @@ from imgclf_core.training.loop_parts import EpochEnd, LoopPart, LoopState, StepP
 from imgclf_core.training.run_folder import FINISHED, RUNNING, STOPPED, RunFolder, now_iso
 
 if TYPE_CHECKING:
+    import keras
+
     from imgclf_core.data.pipeline import TrainingData
     from imgclf_core.training.loop import EpochLoop
 
@@ -40,18 +45,75 @@ def write_loop_status(loop: EpochLoop, state: str, message: str, **fields: Any) 
     )
 
 
+# ---------------------------------------------------------------- weights kept in memory
+
+
+def snapshot_weights(model: keras.Model) -> list[np.ndarray]:
+    """A copy of every weight of the model, in model.weights order."""
+    return [weight.numpy() for weight in model.weights]
+
+
+@contextmanager
+def weights_held(model: keras.Model, values: list[np.ndarray]) -> Iterator[None]:
+    """Inside the block the model holds `values` (a snapshot of it); after it, its own weights again."""
+    own = snapshot_weights(model)
+    for weight, value in zip(model.weights, values):
+        weight.assign(value)
+    try:
+        yield
+    finally:
+        for weight, value in zip(model.weights, own):
+            weight.assign(value)
+
+
+class WriteTimer:
+    """Writes at most every `seconds`: whether one is due, counted from the last (or from the start)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.seconds
+
+    def wrote(self) -> None:
+        self.last = time.monotonic()
+
+
 # ---------------------------------------------------------------- checkpoint
 
 
-def save_checkpoint(loop: EpochLoop) -> None:
-    """checkpoint/: the model's weights, the optimizer's (and weight average's) variables and the loop state
-    after the last epoch."""
-    values = {f"v{number}": variable.numpy() for number, variable in enumerate(loop.training_variables())}
-    state = dict(vars(loop.state))
+@dataclass(frozen=True)
+class CheckpointSnapshot:
+    """What checkpoint/ keeps of one epoch's end, copied into memory: weights, optimizer and average, loop state."""
+
+    weights: list[np.ndarray]
+    variables: list[np.ndarray]
+    state: dict[str, Any]
+
+
+def checkpoint_snapshot(loop: EpochLoop) -> CheckpointSnapshot:
+    """The loop as it is now, in memory (the training goes on changing the model, not this)."""
+    state = copy.deepcopy(vars(loop.state))
     state["best_val_loss"] = finite_or_none(state["best_val_loss"])
     state["stage_best_val_loss"] = finite_or_none(state["stage_best_val_loss"])
+    return CheckpointSnapshot(snapshot_weights(loop.setup.model),
+                              [variable.numpy() for variable in loop.training_variables()], state)
+
+
+def save_checkpoint(loop: EpochLoop, snapshot: CheckpointSnapshot | None = None) -> None:
+    """checkpoint/: the model's weights, the optimizer's (and weight average's) variables and the loop state
+    of `snapshot` (an earlier epoch's end), or of the loop as it is now."""
+    snapshot = snapshot or checkpoint_snapshot(loop)
+    model = loop.setup.model
+
+    def write_weights(path: Path) -> None:
+        with weights_held(model, snapshot.weights):
+            model.save_weights(path)
+
+    values = {f"v{number}": value for number, value in enumerate(snapshot.variables)}
     loop.setup.folder.write_checkpoint(
-        loop.state.epoch, loop.setup.model.save_weights, lambda path: np.savez(path, **values), state,
+        snapshot.state["epoch"], write_weights, lambda path: np.savez(path, **values), snapshot.state,
     )
 
 
@@ -85,23 +147,82 @@ def restore_checkpoint(loop: EpochLoop) -> None:
 
 
 class ModelWriter(LoopPart):
-    """model.keras: the best epoch by monitored loss, and always a model once an epoch or a stop has passed."""
+    """model.keras: the best epoch by monitored loss, and always a model once an epoch or a stop has passed.
+
+    The first model is written at once; a better epoch's weights after it wait in memory and are written
+    when `save_every_seconds` have passed since the last write, and on stop, finish or an error.
+    """
+
+    def __init__(self, save_every_seconds: float = 0.0) -> None:
+        self.timer = WriteTimer(save_every_seconds)
+        self.best: list[np.ndarray] | None = None  # the best epoch's weights, not written yet
 
     def on_epoch_end(self, loop: EpochLoop, epoch: EpochEnd) -> None:
-        if loop.setup.chief and (epoch.improved_run or not loop.setup.folder.has_model()):
+        if not loop.setup.chief:
+            return
+        if not loop.setup.folder.has_model():  # the first usable model: at once
             loop.setup.folder.save_model(loop.setup.model)
+            self.timer.wrote()
+        else:
+            if epoch.improved_run:
+                self.best = snapshot_weights(loop.setup.model)
+            if self.timer.due():
+                self._write_best(loop)
 
     def on_stop(self, loop: EpochLoop) -> None:
-        if loop.setup.chief and not loop.setup.folder.has_model():
+        if not loop.setup.chief:
+            return
+        self._write_best(loop)
+        if not loop.setup.folder.has_model():
             loop.setup.folder.save_model(loop.setup.model)
+
+    def on_finish(self, loop: EpochLoop) -> None:
+        if loop.setup.chief:
+            self._write_best(loop)
+
+    def on_failure(self, loop: EpochLoop) -> None:
+        self.on_finish(loop)
+
+    def _write_best(self, loop: EpochLoop) -> None:
+        if self.best is None:
+            return
+        with weights_held(loop.setup.model, self.best):
+            loop.setup.folder.save_model(loop.setup.model)
+        self.best = None
+        self.timer.wrote()
 
 
 class CheckpointWriter(LoopPart):
-    """checkpoint/ after every epoch, for resume."""
+    """checkpoint/ for resume: every epoch's end is kept in memory, written when `save_every_seconds` have
+    passed since the last write, and on stop, finish or an error."""
+
+    def __init__(self, save_every_seconds: float = 0.0) -> None:
+        self.timer = WriteTimer(save_every_seconds)
+        self.pending: CheckpointSnapshot | None = None
 
     def on_epoch_end(self, loop: EpochLoop, epoch: EpochEnd) -> None:
+        if not loop.setup.chief:
+            return
+        self.pending = checkpoint_snapshot(loop)
+        if self.timer.due():
+            self._write_pending(loop)
+
+    def on_stop(self, loop: EpochLoop) -> None:
         if loop.setup.chief:
-            save_checkpoint(loop)
+            self._write_pending(loop)
+
+    def on_finish(self, loop: EpochLoop) -> None:
+        self.on_stop(loop)
+
+    def on_failure(self, loop: EpochLoop) -> None:
+        self.on_stop(loop)
+
+    def _write_pending(self, loop: EpochLoop) -> None:
+        if self.pending is None:
+            return
+        save_checkpoint(loop, self.pending)
+        self.pending = None
+        self.timer.wrote()
 
 
 class HistoryWriter(LoopPart):

@@ -156,7 +156,8 @@ def test_stop_finishes_the_batch_saves_and_reports_stopped(tmp_path):
 
 def test_kill_9_then_resume_loses_no_finished_epoch(tmp_path):
     data = shapes_tree(tmp_path / "data", per_class=60)
-    config = RunFolder(make_run(tmp_path, data, name="template", epochs=12)).read_config()
+    # save_every_seconds=0: every epoch is written (by default a hard kill loses up to 30 s of epochs)
+    config = RunFolder(make_run(tmp_path, data, name="template", epochs=12, save_every_seconds=0)).read_config()
     handle = run_process.start_run(config, tmp_path / "run")
     run_dir = handle.run_dir
     wait_for(lambda: len(handle.history()) >= 3, what="three finished epochs")

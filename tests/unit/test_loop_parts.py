@@ -179,6 +179,48 @@ def test_the_model_writer_replaces_the_model_only_when_the_run_improved(tmp_path
     assert folder.model_path.stat().st_ino != first
 
 
+def test_within_save_every_seconds_the_best_weights_wait_in_memory_and_finish_writes_them(tmp_path):
+    from imgclf_core.models.model_io import load_model_checked
+
+    folder = RunFolder(tmp_path / "run")
+    loop = make_loop(folder.path)
+    writer = ModelWriter(save_every_seconds=3600)
+    writer.on_epoch_end(loop, epoch_end(loop, improved=True))  # the first model: written at once
+    first = folder.model_path.stat().st_ino
+    kernel = loop.setup.model.weights[0]
+    kernel.assign(kernel.numpy() + 1.0)
+    best = kernel.numpy().copy()
+    writer.on_epoch_end(loop, epoch_end(loop, improved=True))  # better, but the last write was just now
+    kernel.assign(best + 5.0)
+    writer.on_epoch_end(loop, epoch_end(loop, improved=False))
+    assert folder.model_path.stat().st_ino == first
+    writer.on_finish(loop)
+    np.testing.assert_array_equal(load_model_checked(folder.model_path).weights[0].numpy(), best)
+    np.testing.assert_array_equal(kernel.numpy(), best + 5.0)  # the model got its own weights back
+    written = folder.model_path.stat().st_ino
+    writer.on_finish(loop)  # nothing waits any more
+    assert folder.model_path.stat().st_ino == written
+
+
+def test_an_error_in_training_still_writes_the_last_finished_epochs_checkpoint(tmp_path):
+    from imgclf_core.data.pipeline import TrainingData, make_dataset
+
+    images = np.random.default_rng(1).integers(0, 255, (32, 3)).astype("uint8")
+    labels = (images.mean(axis=1) > 127).astype("int32")
+
+    class FailInEpochThree(LoopPart):
+        def on_step_end(self, loop, position, totals):
+            if position.epoch == 3:
+                raise RuntimeError("out of memory, say")
+
+    folder = RunFolder(tmp_path / "run")
+    loop = make_loop(folder.path, parts=[CheckpointWriter(save_every_seconds=3600), FailInEpochThree()])
+    data = TrainingData(make_dataset(images, labels, 16, shuffle=False, seed=0), None, ("a", "b"), (), ())
+    with pytest.raises(RuntimeError, match="out of memory"):
+        loop.run(data, [(FULL, 4)])
+    assert read_checkpoint_state(folder).epoch == 2
+
+
 def test_progress_lines_come_every_few_batches_and_at_the_last(tmp_path):
     folder = RunFolder(tmp_path / "run")
     loop = make_loop(folder.path)
