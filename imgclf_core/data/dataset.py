@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from imgclf_core.fileio import atomic_write_json, user_cache_dir
 from imgclf_core.data.images import UNREADABLE, ImageDecodeError, inspect_image, read_image_bytes
-from imgclf_core.parallel import PageCacheHints, decode_thread_count, map_in_threads
+from imgclf_core.parallel import PageCacheHints, decode_thread_count, map_in_processes, map_in_threads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,6 +53,9 @@ SPLIT_FOLDER_NAMES = {
 _CACHE_FORMAT = 1
 # Files under this median size are thumbnails: scanned in one thread (see decode_thread_count).
 TINY_FILE_BYTES = 4096
+# From this many tiny files to inspect, a scan runs one spawned process per core: the Python around each
+# file holds the GIL, so threads do not help (see decode_thread_count); starting the processes costs ~0.5 s.
+PROCESS_SCAN_MIN_FILES = 5000
 
 
 # Health checks (not part of the scan's own warnings): a class this many times larger than another is
@@ -314,9 +317,13 @@ def scan_dataset(
     if progress:
         progress(hits, total)
     if misses:
-        median_bytes = sorted(candidate.size for candidate in misses)[len(misses) // 2]
-        worker_count = workers or decode_thread_count(tiny_images=median_bytes < TINY_FILE_BYTES)
-        hints = PageCacheHints([candidate.absolute_path for candidate in misses]) if worker_count == 1 else None
+        tiny = sorted(candidate.size for candidate in misses)[len(misses) // 2] < TINY_FILE_BYTES
+        cores = os.cpu_count() or 1
+        in_processes = workers is None and tiny and cores > 1 and len(misses) >= PROCESS_SCAN_MIN_FILES
+        worker_count = cores if in_processes else workers or decode_thread_count(tiny_images=tiny)
+        hints = (PageCacheHints([candidate.absolute_path for candidate in misses])
+                 if worker_count == 1 or in_processes else None)
+        map_files = map_in_processes if in_processes else map_in_threads
 
         def report(done: int, _total: int) -> None:
             if hints is not None:
@@ -325,7 +332,7 @@ def scan_dataset(
                 progress(hits + done, total)
 
         try:
-            for candidate, entry in zip(misses, map_in_threads(_inspect_file, misses, worker_count, report)):
+            for candidate, entry in zip(misses, map_files(_inspect_file, misses, worker_count, report)):
                 results[candidate.relative_path] = entry
         finally:
             if hints is not None:

@@ -1,13 +1,19 @@
-"""map_in_threads (order, progress and errors across chunks) and the page-cache hints' bounded run-ahead."""
+"""map_in_threads and map_in_processes (order, progress and errors across chunks) and the page-cache
+hints' bounded run-ahead."""
 
 from __future__ import annotations
 
-import pytest
-
+import math
 import os
+import subprocess
+import sys
 import time
 
-from imgclf_core.parallel import CHUNK_SIZE, PageCacheHints, decode_thread_count, map_in_threads
+import pytest
+
+from imgclf_core.parallel import (
+    CHUNK_SIZE, PROCESS_CHUNK_SIZE, PageCacheHints, decode_thread_count, map_in_processes, map_in_threads,
+)
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -70,3 +76,35 @@ def test_page_cache_hints_run_at_most_a_window_ahead_of_the_pass_and_skip_missin
         assert set(hinted) == {os.POSIX_FADV_WILLNEED}
     finally:
         hints.stop()
+
+
+def test_processes_keep_input_order_and_report_progress_per_chunk():
+    items = [float(number) for number in range(PROCESS_CHUNK_SIZE * 2 + 7)]
+    calls = []
+    results = list(map_in_processes(math.sqrt, items, 2, lambda done, total: calls.append((done, total))))
+    assert results == [math.sqrt(item) for item in items]
+    assert calls == [(PROCESS_CHUNK_SIZE, len(items)), (2 * PROCESS_CHUNK_SIZE, len(items)), (len(items), len(items))]
+
+
+def test_an_error_in_a_process_reaches_the_caller():
+    with pytest.raises(ValueError, match="math domain error"):
+        list(map_in_processes(math.sqrt, [4.0, -1.0], 2))
+
+
+# A script without a main guard, with a second thread running: the processes must be spawned, and each
+# spawned child re-runs the script and dies; the map goes on in one thread.
+UNGUARDED = """
+import math, threading
+from imgclf_core.parallel import map_in_processes
+threading.Thread(target=lambda: threading.Event().wait(5), daemon=True).start()
+print(sum(map_in_processes(math.sqrt, [float(n) for n in range(3000)], 2)) == sum(math.sqrt(n) for n in range(3000)))
+"""
+
+
+def test_processes_that_cannot_start_fall_back_to_a_thread(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "True"

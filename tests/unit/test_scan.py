@@ -283,6 +283,23 @@ def test_progress_reports_every_file_done(tmp_path):
     assert calls[-1] == (4, 4)
 
 
+def test_many_tiny_files_are_scanned_in_processes_with_the_same_records(tmp_path, monkeypatch):
+    files = {f"{'cat' if n % 2 else 'dog'}/{n:03d}.png": png_bytes(n, (8, 8)) for n in range(40)}
+    files["dog/broken.png"] = b"not a png"
+    root = make_tree(tmp_path / "data", files)
+    one_thread = scan_dataset(root, use_cache=False, workers=1)
+    used = []
+    real = dataset.map_in_processes
+    monkeypatch.setattr(dataset, "map_in_processes", lambda *args: used.append(1) or real(*args))
+    monkeypatch.setattr(dataset, "PROCESS_SCAN_MIN_FILES", 10)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # one process per core, on any machine
+    calls = []
+    in_processes = scan_dataset(root, use_cache=False, progress=lambda done, total: calls.append((done, total)))
+    assert used == [1]
+    assert in_processes.records == one_thread.records and in_processes.skipped == one_thread.skipped
+    assert calls[-1] == (41, 41)
+
+
 # ---------------------------------------------------------------- the scan cache
 
 
