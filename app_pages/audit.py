@@ -13,6 +13,7 @@ from imgclf_app.dataset_loaders import scan_or_report
 from imgclf_app.relabel_menu import gallery_relabel_ui, relabel_messages_ui, undo_redo_ui
 from imgclf_app.session_keys import AUDIT_MAP, AUDIT_PICKED, AUDIT_REPORT
 from imgclf_app.sidebar import sidebar_ui
+from imgclf_app.similar_view import SimilarQuery, more_like_this_button, similar_dialog_if_asked
 from imgclf_app.views import in_columns
 from imgclf_core.config import DataConfig
 from imgclf_core.data.dataset import DatasetIndex
@@ -128,6 +129,7 @@ def suspect_ui(suspect, path: str, folder: Path, journal: RelabelJournal, class_
         return relabel_messages_ui(journal, ORIGIN, place=widget_key)
     # PNG: Streamlit would send an array as JPEG, whose artefacts smear the enlarged pixels.
     st.image(picture, caption=score_text(suspect), width="stretch", output_format="PNG")
+    more_like_this_button(SimilarQuery(path, path=path), widget_key)
     return gallery_relabel_ui(folder, journal, suspect.path, path, class_names, kept, widget_key, ORIGIN)
 
 
@@ -255,3 +257,4 @@ if folder is not None:
             undo_redo_ui(relabel_journal, ORIGIN, place=UNDO_PLACE, shown_above=undo_above)
             duplicates_ui(audit_report, audited_index, folder)
             map_ui(audit_report, audited_index, folder, relabel_journal)
+        similar_dialog_if_asked(dataset_index)

@@ -12,9 +12,10 @@ from imgclf_app.charts import counts_chart
 from imgclf_app.dataset_loaders import scan_or_report, thumbnail_path
 from imgclf_app.forms import augmentation_form
 from imgclf_app.session_keys import (
-    GRID_PAGE, GRID_SHOWN, INSPECT_NOW, PREVIEW_IMAGE, PREVIEW_SEED, show_in_preview,
+    GRID_PAGE, GRID_SHOWN, INSPECT_NOW, PREVIEW_IMAGE, SIMILAR_NOW, PREVIEW_SEED, show_in_preview,
 )
 from imgclf_app.sidebar import sidebar_ui
+from imgclf_app.similar_view import SimilarQuery, more_like_this_button, similar_dialog_if_asked
 from imgclf_app.views import dataset_summary_ui, in_columns, skipped_files_ui
 from imgclf_core.data.dataset import SPLITS, TRAIN, DatasetIndex, ImageRecord, split_warnings
 from imgclf_core.data.dataset_report import mode_distribution, size_distribution
@@ -142,6 +143,9 @@ def inspect_dialog(index: DatasetIndex, record: ImageRecord) -> None:
         f"sha256: `{record.sha256}`"
     )
     right.caption("The augmentation preview at the bottom of the page now shows this image.")
+    more_like_this_button(SimilarQuery(record.path, path=record.path), f"inspect:{record.path}", right)
+    if st.session_state.get(SIMILAR_NOW) is not None:
+        st.rerun()  # a click here reruns only this dialog: the whole page opens More like this in its place
 
 
 def skipped_ui(index: DatasetIndex) -> None:
@@ -224,3 +228,4 @@ if folder is not None:
         duplicates_ui(dataset_index)
         if dataset_index.records:
             augmentation_preview_ui(dataset_index)
+        similar_dialog_if_asked(dataset_index)

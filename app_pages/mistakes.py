@@ -10,10 +10,12 @@ import streamlit as st
 
 from imgclf_app.charts import confusion_difference_chart
 from imgclf_app.current_run import current_run_dir
+from imgclf_app.dataset_loaders import scan_or_report
 from imgclf_app.model_state import model_cache_key, predictor_or_report
 from imgclf_app.relabel_menu import gallery_relabel_ui, relabel_messages_ui, undo_redo_ui
-from imgclf_app.session_keys import MISTAKES_PREDICTED, MISTAKES_RUN, MISTAKES_TRUE, select_run
+from imgclf_app.session_keys import MISTAKES_PREDICTED, MISTAKES_RUN, MISTAKES_TRUE, SIMILAR_NOW, select_run
 from imgclf_app.sidebar import sidebar_ui
+from imgclf_app.similar_view import SimilarQuery, more_like_this_button, similar_dialog_if_asked
 from imgclf_app.views import SPLIT_NAMES, SPLIT_TITLES, accuracy_text, evaluation_ui, in_columns, refused_while_busy
 from imgclf_core.training import run_catalog, run_process
 from imgclf_core.training.run_folder import ACTIVE_STATES, RunFolder
@@ -114,6 +116,7 @@ def _gallery_item(row: dict, path: str, explained: dict, folder: Path, journal: 
                                caption=f"Grad-CAM for {row['predicted']}", width="stretch", output_format="PNG")
     else:
         explained_column.caption(f"No Grad-CAM: {explained.get('error', 'not computed')}")
+    more_like_this_button(SimilarQuery(path, path=path), widget_key)
     return gallery_relabel_ui(folder, journal, row["path"], path, class_names, kept, widget_key, ORIGIN)
 
 
@@ -255,3 +258,5 @@ if folder is not None:
             undo_in_losses = top_losses_ui(predictions, predictor, key, folder, relabel_journal, chosen_split)
             class_gradcam_ui(predictions, predictor, key, folder, relabel_journal, chosen_split)
             journal_ui(folder, relabel_journal, run, undo_in_cell or undo_in_losses)
+            if st.session_state.get(SIMILAR_NOW) is not None:
+                similar_dialog_if_asked(scan_or_report(folder))

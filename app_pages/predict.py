@@ -9,10 +9,12 @@ import streamlit as st
 
 from imgclf_app.charts import top_k_chart
 from imgclf_app.current_run import current_run_dir
+from imgclf_app.dataset_loaders import scan_or_report
 from imgclf_app.model_state import IMAGENET, IMAGENET_LABEL, explain_bytes, model_cache_key, predictor_or_report
 from imgclf_app.model_upload import uploaded_model_ui
-from imgclf_app.session_keys import PREDICT_MODEL
+from imgclf_app.session_keys import PREDICT_MODEL, SIMILAR_NOW
 from imgclf_app.sidebar import sidebar_ui
+from imgclf_app.similar_view import SimilarQuery, more_like_this_button, similar_dialog_if_asked
 from imgclf_app.views import accuracy_text
 from imgclf_core.training.run_catalog import default_runs_root, runs_with_models, summarize_run
 from imgclf_core.data.images import DEFAULT_MAX_BYTES, IMAGE_EXTENSIONS, ImageDecodeError
@@ -97,7 +99,9 @@ def batch_table_ui(results: list[dict]) -> None:
                        key="predict_csv")
 
 
-def result_ui(predictor, model_key: str, result: dict, opacity: float, colormap: str) -> None:
+def result_ui(predictor, model_key: str, result: dict, opacity: float, colormap: str,
+              dataset_folder: Path | None = None) -> None:
+    """One upload: its top classes, Grad-CAM, and (with a dataset folder open) its look-alikes there."""
     with st.container(border=True):
         st.markdown(f"**{result['name']}**")
         if "error" in result:
@@ -115,6 +119,9 @@ def result_ui(predictor, model_key: str, result: dict, opacity: float, colormap:
         middle.image(overlay_heatmap(photo, heatmap, opacity=opacity, colormap=colormap),
                      caption=f"where the model looked for '{explained}'", width="stretch", output_format="PNG")
         right.altair_chart(top_k_chart(result["top_k"]), width="stretch")
+        if dataset_folder is not None:
+            more_like_this_button(SimilarQuery(result["name"], data=result["data"], label=labels[0]),
+                                  f"predict:{result['file_id']}", right)
 
 
 folder = sidebar_ui()
@@ -134,4 +141,6 @@ if predictor is not None:
             classified = [classify(predictor, key, upload, top_classes) for upload in uploads]
         batch_table_ui(classified)
         for item in classified:
-            result_ui(predictor, key, item, overlay_opacity, overlay_colormap)
+            result_ui(predictor, key, item, overlay_opacity, overlay_colormap, folder)
+        if folder is not None and st.session_state.get(SIMILAR_NOW) is not None:
+            similar_dialog_if_asked(scan_or_report(folder))

@@ -23,6 +23,8 @@ AUGMENTATION = "augmentation"  # the AugmentationConfig set there; the Train pag
 GRID_PAGE = "grid_page"
 GRID_SHOWN = "grid_shown"  # the paths on the grid's current page (the augmentation preview offers them)
 INSPECT_NOW = "inspect_now"  # set by an Inspect click, popped by the run that opens the dialog
+# Any page: a SimilarQuery set by a More-like-this click, popped by the run that opens the dialog
+SIMILAR_NOW = "similar_now"
 PREVIEW_IMAGE = "preview_image"
 PREVIEW_SEED = "preview_seed"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(commands)
     add_predict_parser(commands)
     add_audit_parser(commands)
+    add_similar_parser(commands)
     add_export_parser(commands)
     return parser
 
@@ -463,6 +465,51 @@ def run_audit(args: argparse.Namespace) -> int:
     print(f"{len(document['near_duplicates'])} group(s) of near-duplicates:")
     for group in document["near_duplicates"]:
         print("  " + " ~ ".join(group))
+    return EXIT_OK
+
+
+def add_similar_parser(commands: argparse._SubParsersAction) -> None:
+    from imgclf_core.inspection.similar import DEFAULT_TOP
+
+    similar = commands.add_parser(
+        "similar", help="the images of a dataset nearest to an image (offline ImageNet embeddings, cached)",
+    )
+    similar.add_argument("data_dir", metavar="DATA_DIR")
+    similar.add_argument("image", metavar="IMAGE", help="an image of the dataset or any other image file")
+    similar.add_argument("--top", type=int, default=DEFAULT_TOP, help="neighbours listed (default: %(default)s)")
+    similar.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    similar.set_defaults(handler=run_similar)
+
+
+def run_similar(args: argparse.Namespace) -> int:
+    from imgclf_core.data.dataset import scan_dataset
+    from imgclf_core.data.images import ImageDecodeError
+    from imgclf_core.inspection.similar import SimilarityIndex, query_similar
+
+    if args.top < 1:
+        raise BadInput("--top must be at least 1")
+    if not Path(args.image).is_file():
+        raise BadInput(f"image not found: {args.image}")
+    index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
+    similarity = SimilarityIndex.of_dataset(index, progress=StderrProgressBar("embed"))
+    try:
+        neighbours, same_as = query_similar(similarity, args.image, args.top)
+    except ImageDecodeError as error:
+        raise BadInput(f"{args.image}: {error}") from error
+    shown = [{**neighbour.to_json_dict(), "path": os.path.join(args.data_dir, neighbour.path)}
+             for neighbour in neighbours]
+    if args.json:
+        document = {"image": args.image, "dataset_image": os.path.join(args.data_dir, same_as) if same_as else None,
+                    "neighbours": shown}
+        json.dump(document, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    query = f"{args.image} (in the dataset as {same_as})" if same_as else args.image
+    print(f"{len(shown)} images of {args.data_dir} nearest to {query} (distance: 1 - cosine similarity; "
+          "! marks a label other than the query's):")
+    for rank, item in enumerate(shown, start=1):
+        mark = "!" if item["label_differs"] else " "
+        print(f"  {rank:>3}. {item['distance']:.4f} {mark} {item['label']:<20} {item['path']}")
     return EXIT_OK
 
 

@@ -174,11 +174,13 @@ def _embed_records(root: Path, records: list[ImageRecord], progress: ProgressCal
     from imgclf_core.models.features import embed_records
 
     data_config = DataConfig(image_size=EMBEDDING_IMAGE_SIZE, color_mode="rgb", cache="memory")
-    return embed_records(root, records, data_config, _embedding_function(), progress)
+    return embed_records(root, records, data_config, embedding_function(), progress)
 
 
-def _embedding_function():
-    """The ImageNet EfficientNet-Lite0 up to its global pooling, as a compiled uint8 -> float32 call."""
+@functools.lru_cache(maxsize=1)
+def embedding_function():
+    """The ImageNet EfficientNet-Lite0 up to its global pooling, as a compiled uint8 -> float32 call
+    (built once per process: similar-image queries of uploads reuse it)."""
     from imgclf_core.tf_quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # only images not embedded yet need TensorFlow: a warm audit never loads it

@@ -226,7 +226,9 @@ def test_mistakes_undo_sits_under_the_message_under_the_moved_image_and_walks_on
     assert order.count(message) == 1
     at = order.index(message)
     item = f"image: loss {row['loss']:.2f} · {row['true']} → {row['predicted']} · {row['probability']:.0%}"
-    assert order[at - 2:at] == [item, f"image: Grad-CAM for {row['predicted']}"]  # under the image it moved
+    more_like_this = f"button:similar:losses:{moved_path}"
+    # under the image it moved (and its More-like-this button)
+    assert order[at - 3:at] == [item, f"image: Grad-CAM for {row['predicted']}", more_like_this]
     assert order[at + 1:at + 3] == ["button:mistakes_undo", "button:mistakes_redo"]  # Undo right under the message
     assert order.index("subheader: Top losses") < at < order.index("subheader: Average Grad-CAM of a class")
     assert app.button(key="mistakes_undo").label == f"Undo: {describe_move(move)}"
@@ -238,7 +240,7 @@ def test_mistakes_undo_sits_under_the_message_under_the_moved_image_and_walks_on
     assert (data / moved_path).exists() and (data / audit_move.target).exists()  # the audit move stays
     order = page_order(app)
     at = order.index(f"success: Undid {describe_move(move)}.")
-    assert order[at - 2:at] == [item, f"image: Grad-CAM for {row['predicted']}"]
+    assert order[at - 3:at] == [item, f"image: Grad-CAM for {row['predicted']}", more_like_this]
     assert order[at + 1:at + 3] == ["button:mistakes_undo", "button:mistakes_redo"]
     assert app.button(key="mistakes_redo").label == f"Redo: {describe_move(move)}"
     assert app.button(key="mistakes_undo").disabled

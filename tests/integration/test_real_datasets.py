@@ -254,7 +254,7 @@ def test_the_audit_and_a_pretrained_run_at_224_px_share_one_features_cache(tmp_p
     images = np.stack([decode_image(path, size=224) for path in sorted(data.rglob("*.jpg"))])
     model = create_model(ModelConfig("efficientnet_lite0", "imagenet"), 2, 224, 3)
     training_features = compiled_embed_function(model)(images)
-    audit_features = audit._embedding_function()(images)
+    audit_features = audit.embedding_function()(images)
     assert training_features.shape == (4, 1280)
     np.testing.assert_allclose(training_features, audit_features, rtol=1e-5, atol=1e-5)
 

@@ -1,0 +1,117 @@
+"""More like this: the dataset's images nearest to one image (a dataset image or an upload), on any page.
+
+The search itself is imgclf_core.inspection.similar; the first query of a dataset embeds the images the
+cache lacks (a progress bar), later ones reuse the index kept here for the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from imgclf_app.session_keys import SIMILAR_NOW
+from imgclf_app.views import in_columns
+from imgclf_core.data.dataset import DatasetIndex
+from imgclf_core.data.images import ImageDecodeError
+from imgclf_core.data.thumbnails import display_array
+
+SIMILAR_TOP = 8
+SIMILAR_COLUMNS = 4
+SIMILAR_SIDE = 160
+_KEPT_INDEXES = 2  # datasets whose similarity index stays in memory (100,000 images: 512 MB each)
+_indexes: dict[tuple[str, int], tuple[DatasetIndex, object]] = {}
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SimilarQuery:
+    """A dataset image (`path`) or an upload (`data`, its `name`, the class the model gave it as `label`)."""
+
+    name: str
+    path: str | None = None
+    data: bytes | None = None
+    label: str | None = None
+
+
+def similarity_index(index: DatasetIndex):
+    """The dataset's SimilarityIndex, built once per scan (embedding what the cache lacks, with a bar)."""
+    from imgclf_core.inspection.similar import SimilarityIndex
+
+    key = (str(index.root), id(index))
+    with _lock:
+        kept = _indexes.get(key)
+    if kept is not None:
+        return kept[1]
+    bar = st.progress(0.0, text="Embedding the dataset's images (once; cached by content)…")
+
+    def report(done: int, total: int) -> None:
+        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Embedding the dataset's images {done:,}/{total:,}"
+                     " (once; cached by content)")
+
+    similarity = SimilarityIndex.of_dataset(index, progress=report)
+    bar.empty()
+    with _lock:
+        while len(_indexes) >= _KEPT_INDEXES:
+            _indexes.pop(next(iter(_indexes)))
+        _indexes[key] = (index, similarity)  # the index is kept too: its id stays its own
+    return similarity
+
+
+def similar_images_ui(index: DatasetIndex, query: SimilarQuery, top: int = SIMILAR_TOP) -> None:
+    """The `top` nearest images with their class and distance; a class other than the query's in red."""
+    from imgclf_core.inspection.similar import query_similar
+
+    similarity = similarity_index(index)
+    try:
+        if query.path is not None:
+            neighbours, same_as = similarity.nearest_to_path(query.path, top), query.path
+        else:
+            # A class of another model (ImageNet's) says nothing about this dataset's labels.
+            label = query.label if query.label in index.class_names else None
+            neighbours, same_as = query_similar(similarity, query.data, top, label)
+    except (ImageDecodeError, KeyError) as error:
+        st.error(f"{query.name}: {error}")
+        return
+    if not neighbours:
+        st.info("The dataset has no other image to compare with.")
+        return
+    differing = sum(neighbour.label_differs for neighbour in neighbours)
+    about = f"the dataset's copy {same_as}" if same_as and query.path is None else query.name
+    st.caption(f"The {len(neighbours)} images nearest to {about} by their ImageNet embeddings "
+               "(distance: 1 − cosine similarity, 0 = the same picture)"
+               + (f"; :red[{differing} carry a class other than {query.label or 'its own'}]: look-alikes under "
+                  "another class are where wrong labels hide." if differing else "."))
+    for column, neighbour in in_columns(neighbours, SIMILAR_COLUMNS):
+        label = f":red[{neighbour.label}]" if neighbour.label_differs else neighbour.label
+        try:
+            picture = display_array(index.absolute_path(neighbour.path), SIMILAR_SIDE)
+        except (ImageDecodeError, OSError):
+            column.caption(f"{neighbour.path}: no longer readable")
+            continue
+        column.image(picture, width="stretch", output_format="PNG")
+        column.markdown(f"{label} · {neighbour.distance:.3f}  \n`{Path(neighbour.path).name}`")
+
+
+def more_like_this_button(query: SimilarQuery, key: str, container=st) -> None:
+    """A button that opens the More-like-this dialog for `query` (see similar_dialog_if_asked)."""
+    container.button("More like this", key=f"similar:{key}", on_click=_ask, args=(query,),
+                     help="The images of the dataset that look most like this one")
+
+
+def _ask(query: SimilarQuery) -> None:
+    st.session_state[SIMILAR_NOW] = query
+
+
+def similar_dialog_if_asked(index: DatasetIndex | None) -> None:
+    """Open the dialog for the query a More-like-this click left (once: the click is used up)."""
+    query = st.session_state.pop(SIMILAR_NOW, None)
+    if query is not None and index is not None:
+        similar_dialog(index, query)
+
+
+@st.dialog("More like this", width="large")
+def similar_dialog(index: DatasetIndex, query: SimilarQuery) -> None:
+    similar_images_ui(index, query)
