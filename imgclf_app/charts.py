@@ -147,3 +147,28 @@ def confusion_difference_chart(difference: Sequence[Sequence[int]], class_names:
         tooltip=["true", "predicted", "change"],
     )
     return cells + base.mark_text(fontSize=11).encode(text="change:Q")
+
+
+def reliability_chart(before: Sequence[dict], after: Sequence[dict]) -> alt.Chart:
+    """The reliability diagram: accuracy against mean confidence per confidence bin, before and after
+    temperature scaling (points sized by image count), beside the diagonal of a perfectly calibrated model."""
+    import altair as alt
+    import pandas as pd
+
+    rows = [{**row, "model": name} for name, bins in (("before", before), ("after temperature", after))
+            for row in bins if row["count"]]
+    data = pd.DataFrame(rows)
+    scale = alt.Scale(domain=[0, 1])
+    diagonal = alt.Chart(pd.DataFrame({"confidence": [0.0, 1.0], "accuracy": [0.0, 1.0]})).mark_line(
+        color="#999999", strokeDash=[4, 4]).encode(x=alt.X("confidence:Q", scale=scale), y=alt.Y("accuracy:Q", scale=scale))
+    colors = alt.Scale(domain=["before", "after temperature"], range=["#d1495b", "#2e6f9e"])
+    lines = alt.Chart(data, height=300).mark_line(point=True).encode(
+        x=alt.X("confidence:Q", scale=scale, title="mean confidence in the bin", axis=alt.Axis(format="%")),
+        y=alt.Y("accuracy:Q", scale=scale, title="accuracy in the bin", axis=alt.Axis(format="%")),
+        color=alt.Color("model:N", scale=colors, legend=alt.Legend(title=None, orient="bottom")),
+        tooltip=["model", alt.Tooltip("confidence:Q", format=".1%"), alt.Tooltip("accuracy:Q", format=".1%"), "count"],
+    )
+    sized = alt.Chart(data).mark_circle(opacity=0.35).encode(
+        x="confidence:Q", y="accuracy:Q", size=alt.Size("count:Q", legend=None),
+        color=alt.Color("model:N", scale=colors, legend=None))
+    return diagonal + lines + sized

@@ -70,6 +70,26 @@ def evaluation_ui(evaluation: dict, split: str = VALIDATION, beside: dict[str, f
     })
     st.altair_chart(confusion_matrix_chart(evaluation["confusion_matrix"], evaluation["class_names"]),
                     width="stretch")
+    if "calibration" in evaluation:
+        calibration_ui(evaluation["calibration"], name)
+
+
+def calibration_ui(calibration: dict, split_name: str) -> None:
+    """ECE before and after temperature scaling, the temperature, and the reliability diagram."""
+    from imgclf_app.charts import reliability_chart
+
+    st.markdown(f"**Confidence calibration ({split_name.lower()} images)**")
+    st.caption("Of the images a calibrated model gives 80% confidence, about 80% are right. The expected "
+               "calibration error (ECE) is the average gap between confidence and accuracy. The temperature, "
+               "fitted on the validation images, softens (above 1) or sharpens (below 1) every probability "
+               "that predict, the pages and the exports give; it never changes which class wins.")
+    columns = st.columns(3)
+    columns[0].metric("ECE before", f"{calibration['ece_before']:.1%}")
+    columns[1].metric("ECE calibrated", f"{calibration['ece_after']:.1%}",
+                      delta=f"{calibration['ece_after'] - calibration['ece_before']:+.1%}", delta_color="inverse")
+    columns[2].metric("Temperature", f"{calibration['temperature']:.3f}")
+    st.altair_chart(reliability_chart(calibration["reliability_before"], calibration["reliability_after"]),
+                    width="stretch")
 
 
 def split_evaluations_ui(evaluations: dict[str, dict]) -> None:

@@ -27,7 +27,10 @@ PROBABILITY_FLOOR = 1e-7
 def evaluate_predictions(
     true_indices: Sequence[int] | np.ndarray, probabilities: np.ndarray, class_names: Sequence[str]
 ) -> dict:
-    """Accuracy, per-class precision/recall/F1/support, confusion matrix and macro F1."""
+    """Accuracy, per-class precision/recall/F1/support, confusion matrix, macro F1 and the expected
+    calibration error of the probabilities (see calibration)."""
+    from imgclf_core.training.calibration import expected_calibration_error
+
     true_indices, probabilities = _checked_inputs(true_indices, probabilities, class_names)
     predicted = probabilities.argmax(axis=1)
     matrix = confusion_matrix(true_indices, predicted, len(class_names))
@@ -50,6 +53,7 @@ def evaluate_predictions(
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
         "macro_f1": float(f1.mean()),
+        "ece": round(expected_calibration_error(true_indices, probabilities), 6),
     }
 
 

@@ -23,6 +23,7 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import shutil
 import sys
@@ -90,6 +91,7 @@ class RunFolder:
     EVALUATION = "evaluation.json"
     PREDICTIONS = "predictions.csv"
     LINEAGE = "lineage.json"
+    CALIBRATION = "calibration.json"
     EXPORTS = "exports"
     TENSORBOARD = "tensorboard"
     LOG = "train.log"
@@ -326,10 +328,12 @@ class RunFolder:
     # ------------------------------------------------------------ model
 
     def save_model(self, model: "keras.Model") -> None:
-        """model.keras, written to a temp file, fsynced and moved over the old one."""
+        """model.keras, written to a temp file, fsynced and moved over the old one; the old model's
+        temperature (calibration.json) goes with it."""
         from imgclf_core.models.model_io import save_model_atomically
 
         save_model_atomically(model, self.model_path)
+        (self.path / self.CALIBRATION).unlink(missing_ok=True)
 
     def load_model(self, expected_num_classes: int | None = None) -> "keras.Model":
         """The run's best model, loaded safely (see model_io); RunError while the run has none yet."""
@@ -340,9 +344,28 @@ class RunFolder:
         return load_model_checked(self.model_path, expected_num_classes=expected_num_classes)
 
     def load_trained_model(self) -> tuple["keras.Model", list[str], RunConfig]:
-        """The best model with its class names and RunConfig, checked to predict those classes."""
+        """The best model, calibrated (its temperature folded into the last layer, see training.calibration),
+        with its class names and RunConfig, checked to predict those classes."""
+        from imgclf_core.training.calibration import fold_temperature
+
         run_config, class_names = self.read_trained_config()
-        return self.load_model(expected_num_classes=len(class_names)), class_names, run_config
+        model = self.load_model(expected_num_classes=len(class_names))
+        return fold_temperature(model, self.read_temperature()), class_names, run_config
+
+    # ------------------------------------------------------------ calibration
+
+    def write_calibration(self, temperature: float, validation_images: int) -> None:
+        """calibration.json: the temperature fitted on `validation_images` images of the validation split."""
+        atomic_write_json(self.path / self.CALIBRATION, {"temperature": temperature, "fitted_on": "validation",
+                                                         "images": validation_images})
+
+    def read_temperature(self) -> float:
+        """The run's fitted temperature; 1.0 (no scaling) before its evaluation or for runs made before it."""
+        try:
+            value = float(json.loads((self.path / self.CALIBRATION).read_text(encoding="utf-8"))["temperature"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return 1.0
+        return value if math.isfinite(value) and value > 0 else 1.0
 
     # ------------------------------------------------------------ checkpoint
 

@@ -170,7 +170,10 @@ def _stages(config: RunConfig, pretrained: bool) -> list[tuple[str, int]]:
 
 
 def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
-    """evaluation.json (a section per split) and predictions.csv of the run's best model on its held-out images."""
+    """evaluation.json (a section per split), calibration.json and predictions.csv of the run's best model on
+    its held-out images. The temperature is fitted on the validation split; every figure and probability
+    written is the calibrated model's, and each split's section keeps the ECE before and after."""
+    from imgclf_core.training.calibration import calibration_report, apply_temperature, fit_temperature
     from imgclf_core.training.evaluation import evaluate_predictions
 
     held_out = [(split, dataset, records) for split, dataset, records in (
@@ -182,16 +185,23 @@ def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
     model = folder.load_model(expected_num_classes=len(data.class_names))
     predict = compiled_forward(model)
     class_names = list(data.class_names)
-    evaluation, paths, splits, true_parts, probability_parts = {}, [], [], [], []
-    for split, dataset, records in held_out:
+    raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for split, dataset, _ in held_out:
         # The held-out batches are unaugmented whole numbers in float32: back to uint8 losslessly.
         probabilities = np.concatenate([predict(tf.cast(images, tf.uint8)).numpy() for images, _ in dataset])
-        true_indices = np.concatenate([labels.numpy() for _, labels in dataset])
-        evaluation[split] = evaluate_predictions(true_indices, probabilities, class_names)
+        raw[split] = (np.concatenate([labels.numpy() for _, labels in dataset]), probabilities)
+    temperature = fit_temperature(*raw[VALIDATION]) if VALIDATION in raw else 1.0
+    folder.write_calibration(temperature, len(raw[VALIDATION][0]) if VALIDATION in raw else 0)
+    evaluation, paths, splits, true_parts, probability_parts = {}, [], [], [], []
+    for split, _, records in held_out:
+        true_indices, probabilities = raw[split]
+        calibrated = apply_temperature(probabilities, temperature)
+        evaluation[split] = {**evaluate_predictions(true_indices, calibrated, class_names),
+                             "calibration": calibration_report(true_indices, probabilities, temperature)}
         paths += [record.path for record in records]
         splits += [split] * len(records)
         true_parts.append(true_indices)
-        probability_parts.append(probabilities)
+        probability_parts.append(calibrated)
     folder.write_evaluation(evaluation)
     folder.write_predictions(paths, np.concatenate(true_parts), np.concatenate(probability_parts), class_names,
                              splits)

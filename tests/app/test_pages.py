@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers.files import png_bytes, shapes_tree, write, zip_of
 from helpers.pages import APP, TIMEOUT, chart_rows, metrics, open_page, wait_until
@@ -159,12 +160,21 @@ def test_finished_runs_are_listed_compared_and_deleted(tmp_path):
                   "per_class": {name: {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 3}
                                 for name in ("cross", "ring", "square")},
                   "confusion_matrix": [[3, 0, 0], [0, 3, 0], [1, 0, 2]]}
+    from imgclf_core.training.calibration import calibration_report
+
+    probabilities = np.array([[0.9, 0.05, 0.05]] * 5 + [[0.05, 0.9, 0.05]] * 4, np.float32)
+    evaluation["calibration"] = calibration_report(np.array([0, 0, 0, 1, 1, 1, 1, 2, 2]), probabilities, 1.7)
     for run_dir in (first, second):
         (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
     app = open_page("app_pages/train.py", data)
     listed = next(frame.value for frame in app.dataframe if "run" in frame.value.columns)
     assert sorted(listed["run"]) == sorted([first.name, second.name])
-    assert metrics(app)["Validation accuracy"] == "90.0%"
+    shown = metrics(app)
+    assert shown["Validation accuracy"] == "90.0%"
+    calibration = evaluation["calibration"]
+    assert (shown["ECE before"], shown["ECE calibrated"], shown["Temperature"]) == (
+        f"{calibration['ece_before']:.1%}", f"{calibration['ece_after']:.1%}", "1.700")
+    assert any("calibrated model gives 80% confidence" in caption.value for caption in app.caption)
     app.multiselect(key="train_compare").set_value([first.name, second.name]).run()
     f1 = next(frame.value for frame in app.dataframe if first.name in frame.value.columns)
     assert list(f1.index) == ["cross", "ring", "square"]

@@ -117,6 +117,36 @@ def test_a_run_leaves_the_whole_run_folder(tmp_path):
     assert progress[-1]["epoch"] == 8 and progress[-1]["step"] == progress[-1]["steps"]
     # The model learns these shapes: the trainer really trains.
     assert evaluation["accuracy"] >= 0.6
+    # 18 validation images are too few to fit a temperature: T = 1, the same ECE before and after
+    assert RunFolder(run_dir).read_temperature() == 1.0
+    assert evaluation["calibration"]["ece_before"] == evaluation["calibration"]["ece_after"] == evaluation["ece"]
+
+
+def test_the_fitted_temperature_reaches_every_consumer_of_the_run(tmp_path):
+    from imgclf_core.inspection.predict import Predictor
+    from imgclf_core.training.calibration import apply_temperature
+
+    data = shapes_tree(tmp_path / "data", per_class=60)
+    run_dir = make_run(tmp_path, data, epochs=4, learning_rate=3e-3)
+    assert train_run(run_dir) == run_folder.FINISHED
+    folder = RunFolder(run_dir)
+    temperature = folder.read_temperature()
+    assert temperature != 1.0 and json.loads((run_dir / "calibration.json").read_text())["images"] == 36
+    calibration = folder.read_evaluation("validation")["calibration"]
+    assert calibration["temperature"] == temperature
+    assert calibration["nll_after"] <= calibration["nll_before"]
+    assert sum(row["count"] for row in calibration["reliability_after"]) == 36
+    rows = folder.read_predictions()
+    paths = [str(data / row["path"]) for row in rows]
+    predictor = Predictor.from_run(run_dir)  # the calibrated model
+    images, _, _ = predictor.load_images(paths)
+    calibrated = predictor.predict_arrays(images)
+    raw = folder.load_model().predict(images.astype("float32"), verbose=0)
+    np.testing.assert_allclose(calibrated, apply_temperature(raw, temperature), atol=1e-4)
+    # predictions.csv holds the calibrated probabilities the Mistakes page shows
+    assert [row["probability"] for row in rows] == pytest.approx(calibrated.max(axis=1).tolist(), abs=1e-4)
+    folder.save_model(folder.load_model())  # a new model: the old temperature does not apply to it
+    assert folder.read_temperature() == 1.0
 
 
 def test_imbalanced_classes_get_weights_and_a_note(tmp_path):
