@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from imgclf_app.charts import counts_chart
-from imgclf_app.dataset_loaders import scan_or_report, thumbnail_path
+from imgclf_app.dataset_loaders import QUALITY_AUTOMATIC_IMAGES, quality_report_of, scan_or_report, thumbnail_path
 from imgclf_app.forms import augmentation_form
 from imgclf_app.session_keys import (
     GRID_PAGE, GRID_SHOWN, INSPECT_NOW, PREVIEW_IMAGE, SIMILAR_NOW, PREVIEW_SEED, show_in_preview,
@@ -26,6 +26,8 @@ GRID_COLUMNS = 6
 PAGE_SIZES = (24, 48, 96)
 PREVIEW_COUNTS = (4, 8, 12, 16)
 ALL_SPLITS = "All splits"
+ANY_QUALITY = "Any quality"
+QUALITY_GALLERY = 12  # images shown per issue
 PREVIEW_SIZE = 128  # preview images are decoded at most this large: the preview shows transforms, not detail
 # A 12-megapixel photo is shown (and decoded, at reduced JPEG scale) at this size; a 28 px one is
 # enlarged by whole pixels to about it (27x27 screen pixels per image pixel: crisp, never blurred).
@@ -85,10 +87,12 @@ def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
     split = columns[1].selectbox("Split", [ALL_SPLITS, *splits], key="grid_split") if splits else ALL_SPLITS
     name_filter = columns[-2].text_input("File name contains", key="grid_name").strip().lower()
     page_size = columns[-1].selectbox("Per page", PAGE_SIZES, key="grid_page_size")
+    with_issue = quality_filter_ui(quality_report_of(index, compute=index.num_images <= QUALITY_AUTOMATIC_IMAGES))
     records = [
         record for record in index.records
         if (label == "All classes" or record.label == label) and split in (ALL_SPLITS, record.split)
         and (not name_filter or name_filter in record.path.rsplit("/", 1)[-1].lower())
+        and (with_issue is None or record.path in with_issue)
     ]
     if splits:
         records.sort(key=lambda record: SPLITS.index(record.split) if record.split else 0)  # train images first
@@ -146,6 +150,56 @@ def inspect_dialog(index: DatasetIndex, record: ImageRecord) -> None:
     more_like_this_button(SimilarQuery(record.path, path=record.path), f"inspect:{record.path}", right)
     if st.session_state.get(SIMILAR_NOW) is not None:
         st.rerun()  # a click here reruns only this dialog: the whole page opens More like this in its place
+
+
+def quality_filter_ui(report) -> set[str] | None:
+    """The grid's image-quality filter, once the page has a quality report: the paths to keep, or None for all."""
+    if report is None:
+        return None
+    counts = report.counts()
+    options = [ANY_QUALITY, *(issue for issue, count in counts.items() if count)]
+    chosen = st.selectbox("Image quality", options, key="grid_quality",
+                          format_func=lambda issue: issue if issue == ANY_QUALITY else f"{issue} ({counts[issue]})")
+    return None if chosen == ANY_QUALITY else set(report.paths_with(chosen))
+
+
+def quality_ui(index: DatasetIndex) -> None:
+    """Each image-quality issue with its count and a gallery (see imgclf_core.data.quality)."""
+    from imgclf_core.data.quality import ISSUES
+
+    st.subheader("Image quality")
+    automatic = index.num_images <= QUALITY_AUTOMATIC_IMAGES
+    report = quality_report_of(index, compute=automatic)
+    if report is None:
+        if not st.button(f"Check the quality of {index.num_images:,} images", key="quality_check"):
+            st.caption("Finds images too dark, too bright, blurry, nearly blank, of odd size or shape, or grey "
+                       "images stored in colour. The first check decodes every image once; later ones are cached.")
+            return
+        quality_report_of(index, compute=True)
+        st.rerun()  # the grid above gets its quality filter
+    counts = report.counts()
+    st.caption(f"{len(report.issues_by_path):,} image(s) with an issue. Thresholds are in the docs "
+               "(imgclf_core/data/quality.py); the grid above filters by issue.")
+    columns = st.columns(4)
+    for number, issue in enumerate(ISSUES):
+        columns[number % 4].metric(sentence_case(issue), f"{counts[issue]:,}")
+    by_path = index.records_by_path
+    for issue in ISSUES:
+        paths = report.paths_with(issue)
+        if not paths:
+            continue
+        with st.expander(f"{sentence_case(issue)} ({len(paths):,})"):
+            for column, path in in_columns(paths[:QUALITY_GALLERY], GRID_COLUMNS):
+                thumbnail = thumbnail_path(index, by_path[path]) if path in by_path else None
+                if thumbnail is not None:
+                    column.image(thumbnail, caption=path)
+            if len(paths) > QUALITY_GALLERY:
+                st.caption(f"The first {QUALITY_GALLERY} of {len(paths):,}: filter the grid by this issue for all.")
+
+
+def sentence_case(text: str) -> str:
+    """"grayscale stored as RGB" -> "Grayscale stored as RGB" (str.capitalize would lower the rest)."""
+    return text[:1].upper() + text[1:]
 
 
 def skipped_ui(index: DatasetIndex) -> None:
@@ -224,6 +278,8 @@ if folder is not None:
         if dataset_index.records:
             distributions_ui(dataset_index)
             grid_ui(dataset_index)
+        if dataset_index.records:
+            quality_ui(dataset_index)
         skipped_ui(dataset_index)
         duplicates_ui(dataset_index)
         if dataset_index.records:

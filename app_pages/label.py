@@ -11,12 +11,13 @@ from imgclf_app.current_run import current_run_dir
 from imgclf_app.dataset_loaders import load_dataset_index, scan_or_report
 from imgclf_app.model_state import model_cache_key, predictor_or_report
 from imgclf_app.relabel_menu import relabel_messages_ui, set_outcome_message, undo_redo_ui
-from imgclf_app.session_keys import LABEL_SAVED_UPLOADS, LABEL_SKIPPED, inbox_key, label_pick_key
+from imgclf_app.session_keys import LABEL_CAPTURED, LABEL_SAVED_UPLOADS, LABEL_SKIPPED, inbox_key, label_pick_key
 from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.views import in_columns
 from imgclf_core.data.images import IMAGE_EXTENSIONS, ImageDecodeError
 from imgclf_core.inspection.labeling import (
-    DEFAULT_ORDER, ORDERS, default_inbox, inbox_images, inbox_order, save_into_inbox, suggest_classes, top_suggestion,
+    DEFAULT_ORDER, ORDERS, default_inbox, file_capture, inbox_images, inbox_order, save_into_inbox, suggest_classes,
+    top_suggestion,
 )
 from imgclf_core.inspection.relabel import QUARANTINE, RelabelError, RelabelJournal, describe_move
 from imgclf_core.data.thumbnails import display_array
@@ -30,6 +31,7 @@ CLASS_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")  # keyboard shor
 ORIGIN = "label"  # this page's moves: its Undo and Redo walk only these
 SINGLE_SIDE = 384  # the image shown alone; small ones enlarged by whole pixels
 GRID_SIDE = 160
+NEW_CLASS = "New class…"
 
 
 def inbox_ui(folder: Path) -> Path:
@@ -72,6 +74,28 @@ def file_image(folder: Path, path: Path, label: str) -> None:
     except RelabelError as error:
         set_outcome_message(str(error), error=True)
     load_dataset_index.clear()
+
+
+def camera_ui(folder: Path, inbox: Path, class_names: list[str]) -> None:
+    """Teachable Machine's way in: pick or name a class, take photos; each is filed into it (undoable)."""
+    if not st.toggle("Capture from the camera", key="label_camera_on",
+                     help="Take photos with this computer's camera, each filed into the class you pick"):
+        return
+    choice = st.selectbox("Into class", [*class_names, NEW_CLASS], key="label_camera_class")
+    name = st.text_input("New class name", key="label_camera_new").strip() if choice == NEW_CLASS else choice
+    photo = st.camera_input(f"Take a photo for '{name}'" if name else "Name the class first", key="label_camera",
+                            disabled=not name)
+    filed = st.session_state.setdefault(LABEL_CAPTURED, set())
+    if photo is None or photo.file_id in filed or not name:
+        return
+    filed.add(photo.file_id)  # each photo is filed once, however often the page reruns
+    try:
+        move = file_capture(RelabelJournal(folder), inbox, photo.getvalue(), name, origin=ORIGIN)
+        set_outcome_message(describe_move(move, "Filed") + ". Undo puts it back into the inbox.")
+    except (RelabelError, ImageDecodeError, ValueError, OSError) as error:
+        set_outcome_message(f"the photo was not filed: {error}", error=True)
+    load_dataset_index.clear()
+    st.rerun()  # the counts and the class list with the new photo
 
 
 def image_ui(container, path: Path, side: int, caption: str | None = None, advice: str = "") -> None:
@@ -165,6 +189,7 @@ if folder is not None:
     inbox = inbox_ui(folder)
     dataset_index = scan_or_report(folder)
     classes = list(dataset_index.class_names) if dataset_index is not None else []
+    camera_ui(folder, inbox, classes)
     files = inbox_images(inbox)
     relabel_messages_ui()
     undo_redo_ui(RelabelJournal(folder), ORIGIN)  # right under the message of the last filing

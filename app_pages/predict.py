@@ -75,8 +75,9 @@ def classify(predictor, model_key: str, upload, top_k: int) -> dict:
         probabilities, heatmap = explain_bytes(predictor, model_key, data, None)
     except ImageDecodeError as error:
         return {"name": name, "error": str(error)}
+    unlike = predictor.unfamiliar(predictor.load_image(data)[None])
     return {"name": name, "file_id": upload.file_id, "data": data, "heatmap": heatmap,
-            "top_k": predictor.top_k(probabilities, top_k)}
+            "top_k": predictor.top_k(probabilities, top_k), "unfamiliar": unlike[0] if unlike else None}
 
 
 def batch_table_ui(results: list[dict]) -> None:
@@ -84,6 +85,7 @@ def batch_table_ui(results: list[dict]) -> None:
         {"image": result["name"],
          "predicted": result["top_k"][0][0] if "top_k" in result else None,
          "confidence": result["top_k"][0][1] if "top_k" in result else None,
+         "unlike the training data": bool((result.get("unfamiliar") or {}).get("flagged")),
          "error": result.get("error", "")}
         for result in results
     ])
@@ -108,6 +110,12 @@ def result_ui(predictor, model_key: str, result: dict, opacity: float, colormap:
             st.error(f"{result['name']}: {result['error']}")
             return
         labels = [label for label, _ in result["top_k"]]
+        unlike = result.get("unfamiliar")
+        if unlike and unlike["flagged"]:
+            st.warning(f"Unlike the training data: this image's features are far from every training image's "
+                       f"(score {unlike['score']:.3f}, while 95% of the validation images score at most "
+                       f"{unlike['threshold']:.3f}). The model has never seen anything like it, so "
+                       f"'{labels[0]}' may mean nothing.", icon="⚠️")
         left, middle, right = st.columns([2, 2, 3])
         explained = right.selectbox("Grad-CAM explains", labels, key=f"predict_class:{result['file_id']}")
         heatmap = result["heatmap"]

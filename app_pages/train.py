@@ -304,6 +304,34 @@ def compare_ui(run_dirs: list[Path]) -> None:
     if f1:
         st.markdown("**Per-class F1** (best model of each run)")
         st.dataframe(pd.DataFrame(f1), column_config={name: st.column_config.NumberColumn(format="%.3f") for name in f1})
+    data_difference_ui([run_dirs[names.index(name)] for name in chosen])
+
+
+def data_difference_ui(run_dirs: list[Path]) -> None:
+    """What changed in the images between each chosen run and the next (by their manifests, by content)."""
+    import pandas as pd
+
+    from imgclf_core.training.manifest import manifest_difference
+
+    st.markdown("**What changed in the data** (each run against the one before it in the list, images matched by content)")
+    for before, after in zip(run_dirs, run_dirs[1:]):
+        rows_before, rows_after = RunFolder(before).read_manifest(), RunFolder(after).read_manifest()
+        if rows_before is None or rows_after is None:
+            st.caption(f"{before.name} → {after.name}: a run made before manifests has no record of its images.")
+            continue
+        difference = manifest_difference(rows_before, rows_after)
+        st.markdown(f"{before.name} → {after.name}: " + ("the same images and labels." if difference.same
+                                                          else difference.summary()))
+        if difference.same:
+            continue
+        tables = {"relabelled": pd.DataFrame([vars(row) for row in difference.relabelled]),
+                  "added": pd.DataFrame([vars(row) for row in difference.added]),
+                  "removed": pd.DataFrame([vars(row) for row in difference.removed])}
+        for kind, table in tables.items():
+            if len(table):
+                with st.expander(f"{kind.capitalize()} ({len(table):,})"):
+                    st.dataframe(table.drop(columns=["sha256"], errors="ignore"), hide_index=True, width="stretch",
+                                 key=f"train_diff:{kind}:{before.name}:{after.name}")
 
 
 def delete_ui(run_dirs: list[Path]) -> None:

@@ -7,6 +7,7 @@ tests/app/test_first_paint.py holds the line.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +42,36 @@ def scan_or_report(folder: Path) -> DatasetIndex | None:
     except DatasetError as error:
         st.error(str(error))
         return None
+
+
+# Datasets up to this size get their quality report on the first visit; larger ones on a click (a first
+# pass decodes every image once: about a minute per 10,000 phone photos).
+QUALITY_AUTOMATIC_IMAGES = 5_000
+_quality_reports: dict[tuple[str, int], tuple[DatasetIndex, object]] = {}
+_quality_lock = threading.Lock()
+
+
+def quality_report_of(index: DatasetIndex, compute: bool):
+    """The index's QualityReport: kept for the process per scan; computed here (with a bar) when `compute`."""
+    from imgclf_core.data.quality import quality_report
+
+    key = (str(index.root), id(index))
+    with _quality_lock:
+        kept = _quality_reports.get(key)
+    if kept is not None or not compute:
+        return kept[1] if kept is not None else None
+    bar = st.progress(0.0, text="Checking image quality (once; cached by content)…")
+
+    def report(done: int, total: int) -> None:
+        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Checking image quality {done:,}/{total:,}")
+
+    result = quality_report(index, progress=report)
+    bar.empty()
+    with _quality_lock:
+        for old in [old for old in _quality_reports if old[0] == key[0]]:
+            _quality_reports.pop(old)  # an older scan of the same folder
+        _quality_reports[key] = (index, result)  # the index too: its id stays its own
+    return result
 
 
 def thumbnail_path(index: DatasetIndex, record, size: int = THUMBNAIL_SIZE) -> str | None:

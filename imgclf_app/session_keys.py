@@ -48,6 +48,7 @@ AUDIT_REPORT = "audit_report"  # (signature, report, index, seconds) of the last
 AUDIT_MAP = "audit_map"
 AUDIT_PICKED = "audit_picked"  # the path of the map point last clicked
 LABEL_SAVED_UPLOADS = "label_saved_uploads"  # file ids already saved into the inbox
+LABEL_CAPTURED = "label_captured"  # file ids of the camera photos already filed (each once)
 LABEL_SKIPPED = "label_skipped"
 
 # The outcome of a relabel, undo or redo, shown once by the next run (see relabel_menu)

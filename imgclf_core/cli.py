@@ -18,6 +18,7 @@ from imgclf_core.models.errors import ModelError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+FLIP_TTA_HELP = "average each image's probabilities with its mirror image's (test-time flip: twice the time)"
 # Below this many files a scan is quick enough that a bar would only flicker.
 PROGRESS_MIN_TOTAL = 500
 
@@ -110,6 +111,8 @@ def add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("data_dir", metavar="DATA_DIR", nargs="?", default=None,
                           help="default: the test split (test/ folder) of the dataset the run was trained on")
     evaluate.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    evaluate.add_argument("--flip-tta", action="store_true",
+                          help=FLIP_TTA_HELP)
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -122,6 +125,8 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--top-k", type=int, default=5, metavar="K", help="how many classes to list per image")
     predict.add_argument("--gradcam", metavar="OUT_DIR", default=None, help="write Grad-CAM overlay PNGs here")
     predict.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    predict.add_argument("--flip-tta", action="store_true",
+                         help=FLIP_TTA_HELP)
     predict.set_defaults(handler=run_predict)
 
 
@@ -257,10 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_scan(args: argparse.Namespace) -> int:
     from imgclf_core.data.dataset import scan_dataset
 
+    from imgclf_core.data.quality import quality_report
+
     index = scan_dataset(
         args.data_dir, use_cache=not args.no_cache, progress=StderrProgressBar("scan")
     )
     document = index.to_json_dict(path_prefix=args.data_dir)
+    document["quality"] = quality_report(index, progress=StderrProgressBar("quality")).to_json_dict(args.data_dir)
     if args.json:
         json.dump(document, sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
@@ -290,6 +298,10 @@ def print_scan_summary(document: dict, data_dir: str) -> None:
         print(f"{len(document['leakage'])} group(s) of identical files in more than one split (leakage):")
         for group in document["leakage"]:
             print("  " + " = ".join(group))
+    flagged = {issue: paths for issue, paths in document.get("quality", {}).items() if paths}
+    if flagged:
+        print("image quality: " + ", ".join(f"{len(paths)} {issue}" for issue, paths in flagged.items())
+              + " (--json lists them)")
     for warning in document["warnings"]:
         print(f"warning: {warning}")
 
@@ -316,7 +328,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if index.skipped:
         print(f"warning: skipped {len(index.skipped)} unusable file(s) in {data_dir} (see imgclf scan)",
               file=sys.stderr)
-    evaluation = evaluate_run(args.run_dir, index, progress=StderrProgressBar("predict"))
+    evaluation = evaluate_run(args.run_dir, index, progress=StderrProgressBar("predict"), flip_average=args.flip_tta)
     if args.json:
         json.dump(evaluation, sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
@@ -352,7 +364,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise BadInput(f"--top-k must be at least 1, got {args.top_k}")
-    predictor = Predictor.imagenet() if args.run_dir == "imagenet" else Predictor.from_run(args.run_dir)
+    predictor = (Predictor.imagenet() if args.run_dir == "imagenet"
+                 else Predictor.from_run(args.run_dir, flip_average=args.flip_tta))
     results = predictor.predict_files(args.images, top_k=args.top_k, gradcam_dir=args.gradcam)
     if args.json:
         json.dump(results, sys.stdout, ensure_ascii=False, indent=1)
@@ -375,6 +388,10 @@ def print_predictions(results: list[dict]) -> None:
         width = max(len(entry["label"]) for entry in item["top_k"])
         for entry in item["top_k"]:
             print(f"  {entry['label']:<{width}}  {entry['probability']:.4f}")
+        unlike = item.get("unfamiliar")
+        if unlike and unlike["flagged"]:
+            print(f"  note: unlike the training data (score {unlike['score']:.3f} > {unlike['threshold']:.3f}): "
+                  "the classes above may mean nothing for it")
         if item["gradcam"]:
             print(f"  grad-cam: {item['gradcam']}")
 

@@ -44,6 +44,7 @@ class TrainingData:
     validation_records: tuple[ImageRecord, ...]
     test: tf.data.Dataset | None = None  # the dataset's own test split: evaluated at the end, never trained on
     test_records: tuple[ImageRecord, ...] = ()
+    train_images: np.ndarray | None = None  # the decoded training images, unaugmented (uint8, N x S x S x C)
 
 
 def build_training_data(
@@ -73,7 +74,8 @@ def build_training_data(
         for start, end in ((ends[0], ends[1]), (ends[1], ends[2]))
     )
     return TrainingData(
-        train, validation, class_names, tuple(splits.train), tuple(splits.validation), test, tuple(splits.test)
+        train, validation, class_names, tuple(splits.train), tuple(splits.validation), test, tuple(splits.test),
+        train_images=images[:ends[0]],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -53,6 +54,21 @@ def save_into_inbox(inbox: str | os.PathLike, name: str, data: bytes) -> Path:
     target = unique_file_path(inbox, base)
     atomic_write_bytes(target, data)
     return target
+
+
+def file_capture(journal, inbox: str | os.PathLike, data: bytes, class_name: str, origin: str = "label",
+                 when: str | None = None):
+    """A camera photo into a class: written into the inbox as camera-<time>.<png|jpg> (checked to be an
+    image), then filed into `class_name` (a new class folder if need be) through the journal, so Undo puts
+    it back into the inbox. Returns the journal's Move."""
+    from imgclf_core.data.images import inspect_image
+
+    info = inspect_image(data)  # ImageDecodeError for a frame that is not an image
+    suffix = ".png" if info.format == "PNG" else ".jpg"
+    stamp = when or time.strftime("%Y%m%d-%H%M%S")
+    Path(inbox).mkdir(parents=True, exist_ok=True)
+    saved = save_into_inbox(inbox, f"camera-{stamp}{suffix}", data)
+    return journal.label(saved, class_name, origin=origin)
 
 
 def suggest_classes(predictor, paths: Sequence[str | os.PathLike], batch_size: int = 64) -> np.ndarray:

@@ -20,7 +20,8 @@ from imgclf_core.fileio import atomic_write_with
 from imgclf_core.inspection.gradcam import GradCam
 from imgclf_core.data.images import ImageDecodeError, decode_image, read_image_bytes
 from imgclf_core.models.errors import ModelError
-from imgclf_core.models.forward import compiled_forward
+from imgclf_core.models.forward import compiled_features_and_forward, compiled_forward
+from imgclf_core.inspection.familiarity import Familiarity
 from imgclf_core.inspection.overlay import display_image, overlay_heatmap
 from imgclf_core.data.pipeline import decode_records
 
@@ -32,23 +33,31 @@ IMAGENET_IMAGE_SIZE = 224
 class Predictor:
     """A model with its class names and input format: predicts arrays or files, explains with Grad-CAM."""
 
-    def __init__(self, model: keras.Model, class_names: Sequence[str], image_size: int, color_mode: str):
+    def __init__(self, model: keras.Model, class_names: Sequence[str], image_size: int, color_mode: str,
+                 familiarity: Familiarity | None = None, flip_average: bool = False):
         self.model = model
+        # The run's unfamiliar-image model (inspection.familiarity), when it has one.
+        self.familiarity = familiarity
+        self._features_and_predict = None
         self.class_names = list(class_names)
         self.image_size = image_size
         self.color_mode = color_mode
         self.input_shape = (image_size, image_size, 3 if color_mode == "rgb" else 1)
         _check_model_matches(model, self.class_names, self.input_shape)
-        self._predict = compiled_forward(model)
+        # Test-time flip: probabilities are the mean over each image and its mirror image (Grad-CAM is not).
+        self.flip_average = flip_average
+        self._predict = compiled_forward(model, flip_average)
         self._gradcam: GradCam | None = None
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike) -> "Predictor":
-        """The best model of a run folder."""
+    def from_run(cls, run_dir: str | os.PathLike, flip_average: bool = False) -> "Predictor":
+        """The best model of a run folder (calibrated), with its unfamiliar-image model if it has one."""
         from imgclf_core.training.run_folder import RunFolder
 
-        model, class_names, run_config = RunFolder(run_dir).load_trained_model()
-        return cls(model, class_names, run_config.data.image_size, run_config.data.color_mode)
+        folder = RunFolder(run_dir)
+        model, class_names, run_config = folder.load_trained_model()
+        return cls(model, class_names, run_config.data.image_size, run_config.data.color_mode,
+                   familiarity=folder.read_familiarity(), flip_average=flip_average)
 
     @classmethod
     def from_model_file(
@@ -97,6 +106,21 @@ class Predictor:
         batch = self._checked_batch(images)
         chunks = [self._predict(batch[start:start + batch_size]).numpy() for start in range(0, len(batch), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)), np.float32)
+
+    def unfamiliar(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict] | None:
+        """Per image of a uint8 batch: {"score", "threshold", "flagged"} (flagged: unlike the training data,
+        see inspection.familiarity); None when the model has no unfamiliar-image model."""
+        if self.familiarity is None:
+            return None
+        batch = self._checked_batch(images)
+        if self._features_and_predict is None:
+            self._features_and_predict = compiled_features_and_forward(self.model)
+        features = [self._features_and_predict(batch[start:start + batch_size])[0].numpy()
+                    for start in range(0, len(batch), batch_size)]
+        scores = self.familiarity.scores(np.concatenate(features)) if features else np.zeros(0)
+        threshold = round(self.familiarity.threshold, 6)
+        return [{"score": round(float(score), 6), "threshold": threshold, "flagged": bool(score > threshold)}
+                for score in scores]
 
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
         """The k most probable (label, probability) pairs of one image, most probable first."""
@@ -152,8 +176,10 @@ class Predictor:
             probabilities, heatmaps = self._predict(batch).numpy(), [None] * len(good)
         else:
             probabilities, heatmaps = self.explain_batch(batch)
-        for position, row, heatmap, data in zip(good, probabilities, heatmaps, raw_bytes):
+        familiarity = self.unfamiliar(batch) or [None] * len(good)
+        for position, row, heatmap, data, unlike in zip(good, probabilities, heatmaps, raw_bytes, familiarity):
             results[position]["top_k"] = [{"label": label, "probability": p} for label, p in self.top_k(row, k)]
+            results[position]["unfamiliar"] = unlike
             overlay_path = None
             if overlay_names is not None:
                 overlay_path = overlay_names.next_path(paths[position])
@@ -189,13 +215,15 @@ def predict_index(
     data_config: DataConfig,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: ProgressCallback | None = None,
+    flip_average: bool = False,
 ) -> np.ndarray:
-    """Probabilities (N, K) for every record of a scanned dataset, in record order."""
+    """Probabilities (N, K) for every record of a scanned dataset, in record order (flip_average: see
+    compiled_forward)."""
     expected = (data_config.image_size, data_config.image_size, data_config.channels)
     if tuple(model.inputs[0].shape[1:]) != expected:
         raise ModelError(f"the model takes images of shape {tuple(model.inputs[0].shape[1:])}, the data config gives {expected}")
     images = decode_records(index.root, index.records, data_config, progress=progress)
-    predict = compiled_forward(model)
+    predict = compiled_forward(model, flip_average)
     chunks = [np.asarray(predict(np.asarray(images[start:start + batch_size]))) for start in range(0, len(images), batch_size)]
     num_classes = int(model.outputs[0].shape[-1])
     return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)

@@ -56,10 +56,12 @@ def check_classes_known(
         )
 
 
-def evaluate_run(run_dir: str | os.PathLike, index: DatasetIndex, progress: ProgressCallback | None = None) -> dict:
-    """The run's best model on every image of `index`: the evaluation dict (see training.evaluation)."""
+def evaluate_run(run_dir: str | os.PathLike, index: DatasetIndex, progress: ProgressCallback | None = None,
+                 flip_average: bool = False) -> dict:
+    """The run's best model (calibrated) on every image of `index`: the evaluation dict (see training.evaluation);
+    flip_average: each image's probabilities averaged with its mirror image's."""
     from imgclf_core.inspection.predict import predict_index
 
     model, class_names, run_config = RunFolder(run_dir).load_trained_model()
-    probabilities = predict_index(model, index, run_config.data, progress=progress)
+    probabilities = predict_index(model, index, run_config.data, progress=progress, flip_average=flip_average)
     return evaluate_predictions(encode_labels(index.records, class_names), probabilities, class_names)

@@ -47,7 +47,7 @@ class SimilarityIndex:
         self.records = list(records)
         vectors = np.asarray(embeddings, dtype=np.float32)
         self.mean = vectors.mean(axis=0, dtype=np.float64).astype(np.float32) if len(vectors) else None
-        self.unit = _unit_rows(vectors - self.mean) if len(vectors) else vectors
+        self.unit = unit_rows(vectors - self.mean) if len(vectors) else vectors
         self.row_of_path = {record.path: row for row, record in enumerate(self.records)}
         self.row_of_hash: dict[str, int] = {}
         for row, record in enumerate(self.records):
@@ -76,7 +76,7 @@ class SimilarityIndex:
         """The `top` images nearest to an image outside the index (its raw embedding)."""
         if self.mean is None:
             return []
-        query = _unit_rows((np.asarray(embedding, np.float32) - self.mean)[None, :])[0]
+        query = unit_rows((np.asarray(embedding, np.float32) - self.mean)[None, :])[0]
         return self._nearest(query, top, label, exclude_row=self.row_of_path.get(exclude_path or ""))
 
     def row_of_content(self, sha256: str) -> int | None:
@@ -118,6 +118,7 @@ def query_similar(similarity: SimilarityIndex, source: ImageSource, top: int = D
     return similarity.nearest_to_vector(embed_image(data), top, label), None
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero), as C-contiguous float32."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)

@@ -92,6 +92,8 @@ class RunFolder:
     PREDICTIONS = "predictions.csv"
     LINEAGE = "lineage.json"
     CALIBRATION = "calibration.json"
+    FAMILIARITY = "familiarity.npz"
+    MANIFEST = "manifest.csv"
     EXPORTS = "exports"
     TENSORBOARD = "tensorboard"
     LOG = "train.log"
@@ -329,11 +331,12 @@ class RunFolder:
 
     def save_model(self, model: "keras.Model") -> None:
         """model.keras, written to a temp file, fsynced and moved over the old one; the old model's
-        temperature (calibration.json) goes with it."""
+        temperature and unfamiliar-image model (calibration.json, familiarity.npz) go with it."""
         from imgclf_core.models.model_io import save_model_atomically
 
         save_model_atomically(model, self.model_path)
-        (self.path / self.CALIBRATION).unlink(missing_ok=True)
+        for fitted_to_the_old_model in (self.CALIBRATION, self.FAMILIARITY):
+            (self.path / fitted_to_the_old_model).unlink(missing_ok=True)
 
     def load_model(self, expected_num_classes: int | None = None) -> "keras.Model":
         """The run's best model, loaded safely (see model_io); RunError while the run has none yet."""
@@ -358,6 +361,28 @@ class RunFolder:
         """calibration.json: the temperature fitted on `validation_images` images of the validation split."""
         atomic_write_json(self.path / self.CALIBRATION, {"temperature": temperature, "fitted_on": "validation",
                                                          "images": validation_images})
+
+    def write_manifest(self, rows) -> None:
+        """manifest.csv: the images the run trains on (see training.manifest)."""
+        from imgclf_core.training.manifest import write_manifest
+
+        write_manifest(self.path / self.MANIFEST, rows)
+
+    def read_manifest(self):
+        """The run's manifest rows, or None (a run made before manifests)."""
+        from imgclf_core.training.manifest import read_manifest
+
+        return read_manifest(self.path / self.MANIFEST)
+
+    def write_familiarity(self, familiarity) -> None:
+        """familiarity.npz: the unfamiliar-image model (see inspection.familiarity)."""
+        atomic_write_with(self.path / self.FAMILIARITY, familiarity.save)
+
+    def read_familiarity(self):
+        """The run's unfamiliar-image model, or None (not evaluated yet, or a run made before it)."""
+        from imgclf_core.inspection.familiarity import Familiarity
+
+        return Familiarity.load(self.path / self.FAMILIARITY)
 
     def read_temperature(self) -> float:
         """The run's fitted temperature; 1.0 (no scaling) before its evaluation or for runs made before it."""

@@ -28,7 +28,7 @@ import tensorflow as tf
 import keras
 
 from imgclf_core.config import RunConfig
-from imgclf_core.data.dataset import TEST, VALIDATION, DatasetError, encode_labels, scan_dataset
+from imgclf_core.data.dataset import TEST, TRAIN, VALIDATION, DatasetError, encode_labels, scan_dataset
 from imgclf_core.training.run_catalog import epoch_line, outcome_lines
 from imgclf_core.training.run_folder import FAILED, FINISHED, RUNNING, STOPPED, RunFolder
 from imgclf_core.training.run_process import check_can_resume, is_chief
@@ -36,13 +36,15 @@ from imgclf_core.training.feature_head_stage import run_head_on_features
 from imgclf_core.training.loop import EpochListener, EpochLoop, LoopSetup, StopRequest, standard_parts, worker_count
 from imgclf_core.training.loop_parts import FINE_TUNE, FULL, HEAD, LoopState
 from imgclf_core.training.loop_writers import read_checkpoint_state
-from imgclf_core.models.forward import compiled_forward
+from imgclf_core.models.forward import compiled_features_and_forward
+from imgclf_core.training.manifest import manifest_rows
 from imgclf_core.models.registry import MODEL_REGISTRY, create_model
 from imgclf_core.data.pipeline import TrainingData, build_training_data
 from imgclf_core.data.split import check_trainable_classes, split_records
 
 # Inverse-frequency class weights kick in ("auto") above this largest/smallest class ratio.
 IMBALANCE_RATIO_FOR_WEIGHTS = 1.5
+FEATURE_BATCH = 256  # training images per forward pass when the unfamiliar-image model is fitted
 
 
 def choose_strategy() -> tf.distribute.Strategy:
@@ -127,6 +129,9 @@ def _train(folder: RunFolder, chief: bool, stop_request: StopRequest, epoch_list
     strategy = choose_strategy()
     splits = split_records(index.records, config.data.validation_split, config.data.seed)
     check_trainable_classes(splits, class_names)
+    if chief and folder.read_manifest() is None:  # what the run trains on, as it starts (a resume keeps it)
+        folder.write_manifest(manifest_rows(((TRAIN, splits.train), (VALIDATION, splits.validation),
+                                             (TEST, splits.test))))
     labels = encode_labels(splits.train, class_names)
     weights = class_weights(labels, len(class_names), config.training.class_weighting)
 
@@ -183,15 +188,20 @@ def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
         return
     folder = RunFolder(run_dir)
     model = folder.load_model(expected_num_classes=len(data.class_names))
-    predict = compiled_forward(model)
+    predict = compiled_features_and_forward(model)
     class_names = list(data.class_names)
     raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    features: dict[str, np.ndarray] = {}
     for split, dataset, _ in held_out:
         # The held-out batches are unaugmented whole numbers in float32: back to uint8 losslessly.
-        probabilities = np.concatenate([predict(tf.cast(images, tf.uint8)).numpy() for images, _ in dataset])
+        outputs = [predict(tf.cast(images, tf.uint8)) for images, _ in dataset]
+        features[split] = np.concatenate([batch_features.numpy() for batch_features, _ in outputs])
+        probabilities = np.concatenate([batch_probabilities.numpy() for _, batch_probabilities in outputs])
         raw[split] = (np.concatenate([labels.numpy() for _, labels in dataset]), probabilities)
     temperature = fit_temperature(*raw[VALIDATION]) if VALIDATION in raw else 1.0
     folder.write_calibration(temperature, len(raw[VALIDATION][0]) if VALIDATION in raw else 0)
+    if VALIDATION in features and data.train_images is not None and len(data.train_images):
+        folder.write_familiarity(_familiarity(predict, data.train_images, features[VALIDATION]))
     evaluation, paths, splits, true_parts, probability_parts = {}, [], [], [], []
     for split, _, records in held_out:
         true_indices, probabilities = raw[split]
@@ -205,6 +215,18 @@ def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
     folder.write_evaluation(evaluation)
     folder.write_predictions(paths, np.concatenate(true_parts), np.concatenate(probability_parts), class_names,
                              splits)
+
+
+def _familiarity(predict, train_images: np.ndarray, validation_features: np.ndarray):
+    """The unfamiliar-image model: features of a sample of the training images, the validation threshold."""
+    from imgclf_core.inspection.familiarity import fit_familiarity, training_sample
+
+    sample = training_sample(len(train_images))
+    train_features = np.concatenate([
+        predict(np.asarray(train_images[sample[start:start + FEATURE_BATCH]]))[0].numpy()
+        for start in range(0, len(sample), FEATURE_BATCH)
+    ])
+    return fit_familiarity(train_features, validation_features)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

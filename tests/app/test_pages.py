@@ -38,7 +38,13 @@ def odd_dataset(tmp_path) -> Path:
 
 def test_dataset_page_counts_warnings_and_skipped_files(odd_dataset):
     app = open_page("app_pages/dataset.py", odd_dataset)
-    assert metrics(app) == {"Images": "16", "Classes": "2", "Skipped files": "2", "Duplicate groups": "1"}
+    shown = metrics(app)
+    assert {name: shown[name] for name in ("Images", "Classes", "Skipped files", "Duplicate groups")} == {
+        "Images": "16", "Classes": "2", "Skipped files": "2", "Duplicate groups": "1"}
+    # png_bytes draws flat colours: every image is nearly blank, and the quality section says so
+    # random pixels: no quality issue; every issue is listed with its count
+    assert [shown[name] for name in ("Too dark", "Too bright", "Blurry", "Low information", "Odd size",
+                                     "Odd aspect ratio", "Grayscale stored as RGB")] == ["0"] * 7
     warnings = " ".join(warning.value for warning in app.warning)
     assert "tiny classes: 'dog'" in warnings and "leakage risk" in warnings
     skipped = next(frame.value for frame in app.dataframe if "reason" in frame.value.columns)
@@ -46,6 +52,33 @@ def test_dataset_page_counts_warnings_and_skipped_files(odd_dataset):
     assert [button.label for button in app.get("download_button")] == ["Download as CSV"]
     grid = [image for image in app.get("image") if image.captions and "·" in image.captions[0]]
     assert len(grid) == 16
+
+
+def test_dark_blurry_and_blank_photos_are_listed_under_their_issue_and_the_grid_filters_by_it(tmp_path):
+    import skimage.data
+    from PIL import Image, ImageFilter
+
+    root = tmp_path / "data"
+    photo = Image.fromarray(skimage.data.astronaut()).resize((256, 256))
+    for number in range(4):
+        for label in ("cat", "dog"):
+            path = root / label / f"{number}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            photo.rotate(number * 90 + (label == "dog") * 45).save(path, quality=92)
+    photo.point(lambda value: value * 0.12).save(root / "cat" / "night.jpg", quality=92)
+    photo.filter(ImageFilter.GaussianBlur(6)).save(root / "dog" / "shaky.jpg", quality=92)
+    Image.new("RGB", (256, 256), (200, 190, 180)).save(root / "dog" / "lens-cap.png")
+    app = open_page("app_pages/dataset.py", root)
+    shown = metrics(app)
+    assert (shown["Too dark"], shown["Blurry"], shown["Low information"]) == ("1", "1", "1")
+    expanders = {expander.label: expander for expander in app.expander}
+    for title, path in (("Too dark (1)", "cat/night.jpg"), ("Blurry (1)", "dog/shaky.jpg"),
+                        ("Low information (1)", "dog/lens-cap.png")):
+        assert [image.captions[0] for image in expanders[title].get("image")] == [path]
+    captions = lambda: [image.captions[0] for image in app.get("image") if image.captions]  # noqa: E731
+    assert {"cat/night.jpg", "dog/shaky.jpg", "dog/lens-cap.png"} <= set(captions())
+    app.selectbox(key="grid_quality").set_value("blurry").run()
+    assert [caption for caption in captions() if " · " in caption] == ["dog · shaky.jpg"]
 
 
 def test_dataset_grid_filters_by_class_and_inspects_an_image(odd_dataset):

@@ -69,7 +69,7 @@ def test_predict_json_with_a_corrupt_file_and_gradcam(tmp_path, run_dir):
     assert [item["path"] for item in items] == [str(good_a), str(broken), str(good_b)]
     assert set(items[1]) == {"path", "error"} and items[1]["error"].startswith("truncated")
     for item in (items[0], items[2]):
-        assert set(item) == {"path", "top_k", "gradcam"}
+        assert set(item) == {"path", "top_k", "gradcam", "unfamiliar"}
         labels = [entry["label"] for entry in item["top_k"]]
         probabilities = [entry["probability"] for entry in item["top_k"]]
         assert sorted(labels) == CLASS_NAMES

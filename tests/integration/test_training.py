@@ -122,7 +122,17 @@ def test_a_run_leaves_the_whole_run_folder(tmp_path):
     assert evaluation["calibration"]["ece_before"] == evaluation["calibration"]["ece_after"] == evaluation["ece"]
 
 
-def test_the_fitted_temperature_reaches_every_consumer_of_the_run(tmp_path):
+def png_of(array) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_fitted_temperature_and_the_unfamiliar_image_model_reach_every_consumer_of_the_run(tmp_path):
     from imgclf_core.inspection.predict import Predictor
     from imgclf_core.training.calibration import apply_temperature
 
@@ -145,8 +155,16 @@ def test_the_fitted_temperature_reaches_every_consumer_of_the_run(tmp_path):
     np.testing.assert_allclose(calibrated, apply_temperature(raw, temperature), atol=1e-4)
     # predictions.csv holds the calibrated probabilities the Mistakes page shows
     assert [row["probability"] for row in rows] == pytest.approx(calibrated.max(axis=1).tolist(), abs=1e-4)
-    folder.save_model(folder.load_model())  # a new model: the old temperature does not apply to it
-    assert folder.read_temperature() == 1.0
+    # The unfamiliar-image model: most validation images pass, a real photo is flagged.
+    assert (run_dir / "familiarity.npz").exists()
+    validation_flags = [item["flagged"] for item in predictor.unfamiliar(images)]
+    assert sum(validation_flags) <= 0.1 * len(validation_flags) + 1
+    import skimage.data
+
+    photo = predictor.load_image(png_of(skimage.data.chelsea()))[None]
+    assert predictor.unfamiliar(photo)[0]["flagged"]
+    folder.save_model(folder.load_model())  # a new model: the old temperature and familiarity do not apply to it
+    assert folder.read_temperature() == 1.0 and folder.read_familiarity() is None
 
 
 def test_imbalanced_classes_get_weights_and_a_note(tmp_path):

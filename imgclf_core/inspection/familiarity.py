@@ -1,0 +1,80 @@
+"""Unfamiliar images: how unlike the training data an image is, to the run's own model.
+
+A Fashion-MNIST model calls a cat photo "bag 57%": its probabilities only say which of its classes
+fits best, never that none does. The score here is the distance from the image's features (the
+model's global-pooling output, the vector its classifier reads) to the training images' features:
+the cosine distance to the k-th nearest of a sample of them (deep nearest neighbours, Sun et al.
+2022). The threshold is the PASS_RATE quantile of the validation images' scores, so about that share
+of images like the training data pass, and an image scoring above it is flagged as unfamiliar.
+
+The run keeps the L2-normalised features of at most TRAIN_SAMPLE training images and the threshold in
+familiarity.npz (written with the evaluation, when training ends; a new model.keras removes it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imgclf_core.inspection.similar import unit_rows
+
+K = 5
+TRAIN_SAMPLE = 10_000
+PASS_RATE = 0.95
+_CHUNK = 1024  # query rows per matrix product: 1,024 x 10,000 float32 similarities = 40 MB
+
+
+@dataclass(frozen=True)
+class Familiarity:
+    """The training images' normalised features and the score above which an image is unfamiliar."""
+
+    train_features: np.ndarray  # (N, D) float32, unit rows
+    threshold: float
+    k: int = K
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """1 - cosine similarity to the k-th nearest training image, per row of `features` (raw features)."""
+        queries = unit_rows(np.asarray(features, np.float32))
+        k = min(self.k, len(self.train_features))
+        out = np.empty(len(queries), np.float32)
+        for start in range(0, len(queries), _CHUNK):
+            similarity = queries[start:start + _CHUNK] @ self.train_features.T
+            kth = np.partition(-similarity, k - 1, axis=1)[:, k - 1]
+            out[start:start + _CHUNK] = 1.0 + kth  # -(-s) : 1 - s
+        return out
+
+    def unfamiliar(self, scores: np.ndarray) -> np.ndarray:
+        return np.asarray(scores) > self.threshold
+
+    def save(self, path: str | os.PathLike) -> None:
+        np.savez(path, train_features=self.train_features.astype(np.float16), threshold=np.float32(self.threshold),
+                 k=np.int32(self.k))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Familiarity | None:
+        """The saved model, or None when the run has none (older runs, or not evaluated yet)."""
+        try:
+            with np.load(Path(path)) as stored:
+                return cls(stored["train_features"].astype(np.float32), float(stored["threshold"]), int(stored["k"]))
+        except (FileNotFoundError, KeyError, ValueError, OSError):
+            return None
+
+
+def fit_familiarity(train_features: np.ndarray, validation_features: np.ndarray,
+                    pass_rate: float = PASS_RATE, k: int = K) -> Familiarity:
+    """Keep the training features; the threshold lets `pass_rate` of the validation images through."""
+    if len(train_features) == 0 or len(validation_features) == 0:
+        raise ValueError("familiarity needs training and validation features")
+    model = Familiarity(unit_rows(np.asarray(train_features, np.float32)), float("inf"), k)
+    threshold = float(np.quantile(model.scores(validation_features), pass_rate))
+    return Familiarity(model.train_features, threshold, k)
+
+
+def training_sample(count: int, size: int = TRAIN_SAMPLE, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most `size` of `count` training images (sorted: sequential reads of a disk store)."""
+    if count <= size:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
