@@ -199,6 +199,13 @@ def test_finished_runs_are_listed_compared_and_deleted(tmp_path):
     evaluation["calibration"] = calibration_report(np.array([0, 0, 0, 1, 1, 1, 1, 2, 2]), probabilities, 1.7)
     for run_dir in (first, second):
         (run_dir / "evaluation.json").write_text(json.dumps(evaluation))
+    from imgclf_core.training.manifest import ManifestRow
+
+    images = [ManifestRow(f"{label}/{number}.png", f"{label}{number}", label, "train")
+              for label in ("cross", "ring", "square") for number in range(3)]
+    RunFolder(first).write_manifest(images)
+    RunFolder(second).write_manifest([ManifestRow("ring/0.png", "cross0", "ring", "train"), *images[1:],
+                                      ManifestRow("ring/new.png", "new", "ring", "train")])
     app = open_page("app_pages/train.py", data)
     listed = next(frame.value for frame in app.dataframe if "run" in frame.value.columns)
     assert sorted(listed["run"]) == sorted([first.name, second.name])
@@ -211,6 +218,11 @@ def test_finished_runs_are_listed_compared_and_deleted(tmp_path):
     app.multiselect(key="train_compare").set_value([first.name, second.name]).run()
     f1 = next(frame.value for frame in app.dataframe if first.name in frame.value.columns)
     assert list(f1.index) == ["cross", "ring", "square"]
+    summary = f"{first.name} → {second.name}: 1 added, 0 removed, 1 relabelled, 8 unchanged"
+    assert any(markdown.value == summary for markdown in app.markdown)
+    relabelled = next(frame.value for frame in app.dataframe if "before" in frame.value.columns)
+    assert relabelled.to_dict("records") == [
+        {"path": "ring/0.png", "before": "cross", "after": "ring", "before_path": "cross/0.png"}]
     app.selectbox(key="train_delete_choice").set_value(first.name).run()
     app.checkbox(key=f"train_delete_confirm:{first.name}").check().run()
     app.button(key="train_delete").click().run()

@@ -215,3 +215,22 @@ def test_unsafe_or_broken_run_models_are_refused_end_to_end(tmp_path, data_dir, 
     assert captured.out == ""
     last_line = captured.err.strip().splitlines()[-1]
     assert last_line.startswith(f"imgclf {command}: error: ") and expected in last_line, captured.err
+
+
+def test_flip_tta_averages_each_image_with_its_mirror_in_predict_and_evaluate(tmp_path, run_dir, data_dir):
+    from imgclf_core.inspection.predict import Predictor
+
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(1))
+    plain = json.loads(run_imgclf("predict", str(run_dir), str(image), "--json").stdout)[0]["top_k"]
+    flipped = run_imgclf("predict", str(run_dir), str(image), "--json", "--flip-tta")
+    assert flipped.returncode == 0, flipped.stderr
+    predictor = Predictor.from_run(run_dir)
+    pixels = predictor.load_image(image)[None]
+    expected = (predictor.predict_arrays(pixels) + predictor.predict_arrays(pixels[:, :, ::-1].copy())) / 2
+    by_label = {entry["label"]: entry["probability"] for entry in json.loads(flipped.stdout)[0]["top_k"]}
+    assert [by_label[name] for name in predictor.class_names] == pytest.approx(expected[0].tolist(), abs=1e-5)
+    assert by_label != {entry["label"]: entry["probability"] for entry in plain}
+    evaluated = run_imgclf("evaluate", str(run_dir), str(data_dir), "--json", "--flip-tta")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert 0.0 <= json.loads(evaluated.stdout)["accuracy"] <= 1.0

@@ -101,8 +101,12 @@ def test_a_run_leaves_the_whole_run_folder(tmp_path):
     rows = []
     assert train_run(run_dir, epoch_listener=lambda row, model: rows.append(row)) == run_folder.FINISHED
     for name in ("config.json", "status.json", "history.csv", "progress.jsonl", "model.keras",
-                 "evaluation.json", "predictions.csv", "checkpoint/state.json"):
+                 "evaluation.json", "predictions.csv", "checkpoint/state.json", "manifest.csv", "calibration.json",
+                 "familiarity.npz"):
         assert (run_dir / name).exists(), name
+    manifest = RunFolder(run_dir).read_manifest()
+    assert len(manifest) == 90 and {row.split for row in manifest} == {"train", "validation"}
+    assert sum(row.split == "validation" for row in manifest) == 18
     assert list((run_dir / "tensorboard").iterdir())
     assert history_epochs(run_dir) == list(range(1, 9)) == [row["epoch"] for row in rows]
     status = RunFolder(run_dir).read_status()

@@ -69,3 +69,30 @@ def test_suggestions_are_probabilities_and_nan_for_an_unreadable_file(tmp_path):
     suggestions = suggest_classes(Predictor(model, list(SHAPES), 16, "grayscale"), paths)
     assert suggestions.shape == (2, 3)
     assert np.isclose(suggestions[0].sum(), 1.0) and np.isnan(suggestions[1]).all()
+
+
+def test_a_camera_photo_is_filed_into_a_new_class_and_undo_puts_it_back_into_the_inbox(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from imgclf_core.inspection.labeling import file_capture
+    from imgclf_core.inspection.relabel import RelabelJournal
+
+    root = tmp_path / "data"
+    (root / "cat").mkdir(parents=True)
+    inbox = root / "_inbox"
+    frame = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(frame, "JPEG")
+    journal = RelabelJournal(root)
+    move = file_capture(journal, inbox, frame.getvalue(), "mug", when="20261206-120000")
+    assert move.target == "mug/camera-20261206-120000.jpg" and (root / move.target).read_bytes() == frame.getvalue()
+    second = file_capture(journal, inbox, frame.getvalue(), "mug", when="20261206-120000")  # same second: numbered
+    assert second.target != move.target and (root / second.target).exists()
+    journal.undo(origin="label")
+    assert not (root / second.target).exists() and len(list(inbox.iterdir())) == 1  # back in the inbox, kept
+    from imgclf_core.data.images import ImageDecodeError
+
+    with pytest.raises(ImageDecodeError):
+        file_capture(journal, inbox, b"not a frame", "mug")
