@@ -9,10 +9,13 @@ from pathlib import Path
 import streamlit as st
 
 from imgclf_app.charts import counts_chart
-from imgclf_app.dataset_loaders import QUALITY_AUTOMATIC_IMAGES, quality_report_of, scan_or_report, thumbnail_path
+from imgclf_app.current_run import current_run_dir
+from imgclf_app.dataset_loaders import (
+    QUALITY_AUTOMATIC_IMAGES, dataset_predictions_of, quality_report_of, scan_or_report, thumbnail_path,
+)
 from imgclf_app.forms import augmentation_form
 from imgclf_app.session_keys import (
-    GRID_PAGE, GRID_SHOWN, INSPECT_NOW, PREVIEW_IMAGE, SIMILAR_NOW, PREVIEW_SEED, show_in_preview,
+    GRID_PAGE, GRID_PREDICTIONS, GRID_SHOWN, INSPECT_NOW, PREVIEW_IMAGE, SIMILAR_NOW, PREVIEW_SEED, show_in_preview,
 )
 from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.similar_view import SimilarQuery, more_like_this_button, similar_dialog_if_asked
@@ -21,12 +24,14 @@ from imgclf_core.data.dataset import SPLITS, TRAIN, DatasetIndex, ImageRecord, s
 from imgclf_core.data.dataset_report import mode_distribution, size_distribution
 from imgclf_core.data.images import ImageDecodeError, decode_image
 from imgclf_core.data.thumbnails import display_array, make_thumbnail
+from imgclf_core.training.run_folder import RunFolder
 
 GRID_COLUMNS = 6
 PAGE_SIZES = (24, 48, 96)
 PREVIEW_COUNTS = (4, 8, 12, 16)
 ALL_SPLITS = "All splits"
 ANY_QUALITY = "Any quality"
+ANY_PREDICTION = "Any predicted class"
 QUALITY_GALLERY = 12  # images shown per issue
 PREVIEW_SIZE = 128  # preview images are decoded at most this large: the preview shows transforms, not detail
 # A 12-megapixel photo is shown (and decoded, at reduced JPEG scale) at this size; a 28 px one is
@@ -88,11 +93,13 @@ def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
     name_filter = columns[-2].text_input("File name contains", key="grid_name").strip().lower()
     page_size = columns[-1].selectbox("Per page", PAGE_SIZES, key="grid_page_size")
     with_issue = quality_filter_ui(quality_report_of(index, compute=index.num_images <= QUALITY_AUTOMATIC_IMAGES))
+    predicted = prediction_filter_ui(index)
     records = [
         record for record in index.records
         if (label == "All classes" or record.label == label) and split in (ALL_SPLITS, record.split)
         and (not name_filter or name_filter in record.path.rsplit("/", 1)[-1].lower())
         and (with_issue is None or record.path in with_issue)
+        and (predicted is None or predicted(record))
     ]
     if splits:
         records.sort(key=lambda record: SPLITS.index(record.split) if record.split else 0)  # train images first
@@ -108,6 +115,7 @@ def grid_ui(index: DatasetIndex) -> None:
     st.subheader("Images")
     shown = grid_filters_ui(index)
     st.session_state[GRID_SHOWN] = [record.path for record in shown]
+    predictions = st.session_state.get(GRID_PREDICTIONS, {}) if st.session_state.get("grid_by_prediction") else {}
     for column, record in in_columns(shown, GRID_COLUMNS):
         thumbnail = thumbnail_path(index, record)
         if thumbnail is None:
@@ -115,6 +123,9 @@ def grid_ui(index: DatasetIndex) -> None:
             continue
         # "class · split · file" in the split layout, "class · file" otherwise
         caption = " · ".join(part for part in (record.label, record.split, Path(record.path).name) if part)
+        if record.path in predictions:
+            predicted, confidence = predictions[record.path]
+            caption += f" → {predicted} {confidence:.0%}"
         column.image(thumbnail, caption=caption)
         column.button("Inspect", key=f"inspect:{record.path}", on_click=inspect, args=(record.path,))
     clicked = st.session_state.pop(INSPECT_NOW, None)
@@ -150,6 +161,33 @@ def inspect_dialog(index: DatasetIndex, record: ImageRecord) -> None:
     more_like_this_button(SimilarQuery(record.path, path=record.path), f"inspect:{record.path}", right)
     if st.session_state.get(SIMILAR_NOW) is not None:
         st.rerun()  # a click here reruns only this dialog: the whole page opens More like this in its place
+
+
+def prediction_filter_ui(index: DatasetIndex):
+    """Filters by what the current run's model thinks of every image: predicted class, right or wrong, and a
+    confidence range (FiftyOne's most used view). Returns a record -> keep? test, or None for no filter."""
+    run_dir = current_run_dir(index.root)
+    if run_dir is None or not RunFolder(run_dir).has_model():
+        return None
+    if not st.toggle(f"Filter by what the model of {run_dir.name} thinks", key="grid_by_prediction"):
+        return None
+    predictions = dataset_predictions_of(index, str(run_dir))
+    if predictions is None:
+        return None
+    st.session_state[GRID_PREDICTIONS] = predictions
+    columns = st.columns([2, 2, 3])
+    classes = sorted({predicted for predicted, _ in predictions.values()})
+    wanted = columns[0].selectbox("Predicted class", [ANY_PREDICTION, *classes], key="grid_predicted")
+    verdict = columns[1].selectbox("Prediction", ["right or wrong", "right", "wrong"], key="grid_verdict")
+    low, high = columns[2].slider("Confidence", 0, 100, (0, 100), step=5, format="%d%%", key="grid_confidence")
+
+    def keep(record: ImageRecord) -> bool:
+        predicted, confidence = predictions.get(record.path, (None, -1.0))
+        return (predicted is not None and wanted in (ANY_PREDICTION, predicted)
+                and (verdict == "right or wrong" or (predicted == record.label) == (verdict == "right"))
+                and low / 100 <= confidence <= high / 100)
+
+    return keep
 
 
 def quality_filter_ui(report) -> set[str] | None:

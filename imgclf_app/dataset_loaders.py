@@ -48,7 +48,7 @@ def scan_or_report(folder: Path) -> DatasetIndex | None:
 # pass decodes every image once: about a minute per 10,000 phone photos).
 QUALITY_AUTOMATIC_IMAGES = 5_000
 _quality_reports: dict[tuple[str, int], tuple[DatasetIndex, object]] = {}
-_quality_lock = threading.Lock()
+_lock = threading.Lock()
 
 
 def quality_report_of(index: DatasetIndex, compute: bool):
@@ -56,7 +56,7 @@ def quality_report_of(index: DatasetIndex, compute: bool):
     from imgclf_core.data.quality import quality_report
 
     key = (str(index.root), id(index))
-    with _quality_lock:
+    with _lock:
         kept = _quality_reports.get(key)
     if kept is not None or not compute:
         return kept[1] if kept is not None else None
@@ -67,11 +67,42 @@ def quality_report_of(index: DatasetIndex, compute: bool):
 
     result = quality_report(index, progress=report)
     bar.empty()
-    with _quality_lock:
+    with _lock:
         for old in [old for old in _quality_reports if old[0] == key[0]]:
             _quality_reports.pop(old)  # an older scan of the same folder
         _quality_reports[key] = (index, result)  # the index too: its id stays its own
     return result
+
+
+_predictions: dict[tuple, tuple[DatasetIndex, dict]] = {}
+
+
+def dataset_predictions_of(index: DatasetIndex, run_dir: str) -> dict | None:
+    """{path: (predicted class, confidence)} of the run's model on every image, once per scan and model (a bar
+    while it predicts); None with a message when the model cannot load."""
+    from imgclf_app.model_state import model_file_stamp, predictor_or_report
+    from imgclf_core.inspection.predict import predict_dataset
+
+    key = (str(index.root), id(index), run_dir, model_file_stamp(run_dir))
+    with _lock:
+        kept = _predictions.get(key)
+    if kept is not None:
+        return kept[1]
+    predictor = predictor_or_report(run_dir)
+    if predictor is None:
+        return None
+    bar = st.progress(0.0, text="Decoding the images for the model (once per model)…")
+
+    def report(done: int, total: int) -> None:
+        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Decoding the images for the model {done:,}/{total:,}")
+
+    predictions = predict_dataset(predictor, index, progress=report)
+    bar.empty()
+    with _lock:
+        for old in [old for old in _predictions if old[0] == key[0]]:
+            _predictions.pop(old)
+        _predictions[key] = (index, predictions)
+    return predictions
 
 
 def thumbnail_path(index: DatasetIndex, record, size: int = THUMBNAIL_SIZE) -> str | None:

@@ -21,6 +21,7 @@ CURRENT_RUN = "run_dir"  # the run every page works on (picked, started, or foun
 # Dataset page
 AUGMENTATION = "augmentation"  # the AugmentationConfig set there; the Train page uses it
 GRID_PAGE = "grid_page"
+GRID_PREDICTIONS = "grid_predictions"  # {path: (predicted, confidence)} of the current run, when the grid filters by them
 GRID_SHOWN = "grid_shown"  # the paths on the grid's current page (the augmentation preview offers them)
 INSPECT_NOW = "inspect_now"  # set by an Inspect click, popped by the run that opens the dialog
 # Any page: a SimilarQuery set by a More-like-this click, popped by the run that opens the dialog

@@ -416,6 +416,9 @@ def add_export_parser(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--out", required=True, metavar="PATH", help="the export folder to write")
     export.add_argument("--float16", action="store_true",
                         help="tflite: also write model-float16.tflite (float16 weights) and report its agreement")
+    export.add_argument("--int8", action="store_true",
+                        help="tflite: also write model-int8.tflite (full-integer quantization, activation ranges from "
+                             "training images) and report its agreement")
     export.add_argument("--golden", type=int, default=DEFAULT_GOLDEN_COUNT, metavar="N",
                         help="golden validation images for the parity check (default: %(default)s)")
     export.add_argument("--json", action="store_true", help="print the report as one JSON document on stdout")
@@ -427,7 +430,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     try:
         report = export_run(
-            args.run_dir, args.format, args.out, float16=args.float16, golden_count=args.golden,
+            args.run_dir, args.format, args.out, float16=args.float16, golden_count=args.golden, int8=args.int8,
             progress=lambda message: print(f"export: {message}", file=sys.stderr, flush=True),
         )
     except ExportParityError as error:
@@ -438,7 +441,7 @@ def run_export(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return EXIT_OK
     print(f"{report.run_dir} -> {report.out_dir} ({report.format}, {report.seconds:.1f} s)")
-    for parity in filter(None, (report.parity, report.float16)):
+    for parity in filter(None, (report.parity, report.float16, report.int8)):
         print(f"  {parity.artifact:<22} {parity.size_bytes / 1e6:7.2f} MB  top-1 {parity.top1_matches}/"
               f"{parity.golden_images}  max |dp| {parity.max_probability_difference:.2e}  "
               f"(limit {parity.tolerance:.0e}{'' if parity.top1_required else ', reported'})")

@@ -2,7 +2,8 @@
 
 ```
 OUT/
-  model.keras | saved_model/ | model.tflite (+ model-float16.tflite with float16=True)
+  model.keras | saved_model/ | model.tflite (+ model-float16.tflite with float16=True,
+                                             + model-int8.tflite with int8=True)
   labels.txt      one class per line, in the order of the model's outputs
   model_card.md   data, classes, metrics, config, parity, date, package versions
   parity.json     the ExportReport: the golden images and the figures of each artifact
@@ -11,8 +12,11 @@ Every artifact takes float32 raw pixel values 0-255 of shape (N, S, S, C) and re
 probabilities (N, K): the rescaling lives inside the model. Parity: golden images from the run's
 validation set, decoded by `decode_image`, go through the Keras model and through the artifact as
 a user loads it; a top-1 difference on any image, or a probability difference above the format's
-tolerance, raises ExportParityError. float16 TFLite weights are measured and reported; they fail
-the export only when broken (non-finite output or a difference above FLOAT16_BROKEN_DIFFERENCE).
+tolerance, raises ExportParityError. float16 TFLite weights, and the full-integer (int8) TFLite model
+quantized with activation ranges from REPRESENTATIVE_COUNT training images, are measured and reported;
+they fail the export only when broken (non-finite output or a difference above FLOAT16_BROKEN_DIFFERENCE,
+INT8_BROKEN_DIFFERENCE). The model exported is the calibrated one (the run's temperature folded into its
+last layer, see training.calibration), the one predict and the pages use.
 
 Everything is written into a hidden folder beside OUT and renamed into place only after parity
 passes, so a failed export leaves nothing. OUT may be missing, an empty folder, or a previous
@@ -44,11 +48,15 @@ from imgclf_core.training.run_folder import RunFolder, now_iso, package_versions
 FORMATS = ("keras", "savedmodel", "tflite")
 ARTIFACT_NAMES = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
 FLOAT16_ARTIFACT_NAME = "model-float16.tflite"
+INT8_ARTIFACT_NAME = "model-int8.tflite"
 # Largest allowed |p_artifact - p_keras| on any class of any golden image.
 TOLERANCES = {"keras": 1e-6, "savedmodel": 1e-4, "tflite": 1e-2}
 # float16 weights are expected to move probabilities by ~1e-3; ten times the float TFLite tolerance
 # means the conversion is broken, not merely less precise.
 FLOAT16_BROKEN_DIFFERENCE = 0.1
+# Full-integer quantization moves probabilities by a few percent; a difference this large means broken.
+INT8_BROKEN_DIFFERENCE = 0.5
+REPRESENTATIVE_COUNT = 200  # training images that set the int8 model's activation ranges
 DEFAULT_GOLDEN_COUNT = 32
 INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME = "images", "probabilities", "serving_default"
 LABELS_FILE_NAME, MODEL_CARD_FILE_NAME, PARITY_FILE_NAME = "labels.txt", "model_card.md", "parity.json"
@@ -129,6 +137,7 @@ class ExportReport:
     golden_paths: tuple[str, ...]
     exported_at: str
     seconds: float
+    int8: ArtifactParity | None = None
 
     @property
     def artifact_path(self) -> Path:
@@ -141,6 +150,7 @@ class ExportReport:
             "format": self.format, "artifact_path": str(self.artifact_path),
             "parity": self.parity.to_json_dict(),
             "float16": self.float16.to_json_dict() if self.float16 else None,
+            "int8": self.int8.to_json_dict() if self.int8 else None,
             "class_names": list(self.class_names),
             "input": {"shape": [None, *self.input_shape], "dtype": "float32", "range": [0, 255]},
             "golden_images": list(self.golden_paths),
@@ -156,11 +166,12 @@ def export_run(
     float16: bool = False,
     golden_count: int = DEFAULT_GOLDEN_COUNT,
     progress: ProgressCallback | None = None,
+    int8: bool = False,
 ) -> ExportReport:
     """Export a run's model into `out_dir` and check it against the Keras model; raises ExportParityError."""
     started = time.monotonic()
     say = progress or (lambda message: None)
-    _check_request(format, float16, golden_count)
+    _check_request(format, float16, golden_count, int8)
     run_path, target = Path(run_dir), Path(out_dir)
     check_export_target(target)
     # A missing run or model is refused before TensorFlow loads (seconds, on a small machine).
@@ -180,13 +191,15 @@ def export_run(
     staging = target.parent / f".{target.name}.export-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        parity, float16_parity = _write_checked_artifacts(
-            staging, format, float16, predictor.model, run_path, golden, golden_paths, reference, say
+        representative = representative_images(run_path, run_config, predictor) if int8 else None
+        parity, float16_parity, int8_parity = _write_checked_artifacts(
+            staging, format, float16, predictor.model, run_path, golden, golden_paths, reference, say, representative
         )
         report = ExportReport(
             run_dir=run_path, format=format, out_dir=target, parity=parity, float16=float16_parity,
             class_names=tuple(predictor.class_names), input_shape=predictor.input_shape,
             golden_paths=tuple(golden_paths), exported_at=now_iso(), seconds=time.monotonic() - started,
+            int8=int8_parity,
         )
         _write_companions(staging, report, run_config)
         _move_into_place(staging, target)
@@ -212,11 +225,12 @@ def default_export_dir(run_dir: str | os.PathLike, format: str) -> Path:
     return RunFolder(run_dir).export_dir(format)
 
 
-def _check_request(format: str, float16: bool, golden_count: int) -> None:
+def _check_request(format: str, float16: bool, golden_count: int, int8: bool = False) -> None:
     if format not in FORMATS:
         raise ExportError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
-    if float16 and format != "tflite":
-        raise ExportError(f"float16 applies to the tflite format only, not {format}")
+    for name, asked in (("float16", float16), ("int8", int8)):
+        if asked and format != "tflite":
+            raise ExportError(f"{name} applies to the tflite format only, not {format}")
     if golden_count < 1:
         raise ExportError(f"need at least one golden image, got {golden_count}")
 
@@ -266,6 +280,25 @@ def golden_images(
     return paths, np.stack(images)
 
 
+def representative_images(run_dir: Path, run_config: RunConfig, predictor, count: int = REPRESENTATIVE_COUNT) -> np.ndarray:
+    """Up to `count` of the run's training images (its manifest's train split, evenly spread), decoded for the
+    model: the int8 model's activation ranges come from them. Falls back to the golden candidates."""
+    from imgclf_core.data.images import ImageDecodeError
+
+    manifest = RunFolder(run_dir).read_manifest() or []
+    paths = [row.path for row in manifest if row.split == "train"] or golden_candidates(run_dir, run_config)
+    chosen = paths[::max(1, len(paths) // count)][:count]
+    images = []
+    for path in chosen:
+        try:
+            images.append(predictor.load_image(Path(run_config.data_dir) / path))
+        except (ImageDecodeError, OSError):
+            continue
+    if not images:
+        raise ExportError(f"no training image could be read from {run_config.data_dir} for the int8 model")
+    return np.stack(images)
+
+
 def _validation_from_scan(run_config: RunConfig) -> list[tuple[str, str]]:
     """(path, label) of the run's validation split, re-made from its dataset (a run without predictions.csv)."""
     from imgclf_core.data.dataset import scan_dataset
@@ -283,12 +316,15 @@ def _validation_from_scan(run_config: RunConfig) -> list[tuple[str, str]]:
 def _write_checked_artifacts(
     staging: Path, format: str, float16: bool, model, run_dir: Path,
     golden: np.ndarray, golden_paths: list[str], reference: np.ndarray, say: ProgressCallback,
-) -> tuple[ArtifactParity, ArtifactParity | None]:
-    """Write the artifact (and the float16 one), measure both; ExportParityError when one fails."""
+    representative: np.ndarray | None = None,
+) -> tuple[ArtifactParity, ArtifactParity | None, ArtifactParity | None]:
+    """Write the artifact (and the float16 and int8 ones), measure each; ExportParityError when one fails."""
     artifact = staging / ARTIFACT_NAMES[format]
     say(f"writing {artifact.name}")
     if format == "keras":
-        shutil.copyfile(RunFolder(run_dir).model_path, artifact)
+        from imgclf_core.models.model_io import save_model_atomically
+
+        save_model_atomically(model, artifact)  # the calibrated model, not model.keras as trained
     elif format == "savedmodel":
         write_saved_model(model, artifact)
     else:
@@ -298,6 +334,9 @@ def _write_checked_artifacts(
         if float16:
             say(f"writing {FLOAT16_ARTIFACT_NAME}")
             write_tflite(saved_model, staging / FLOAT16_ARTIFACT_NAME, float16=True)
+        if representative is not None:
+            say(f"writing {INT8_ARTIFACT_NAME} (activation ranges from {len(representative)} training images)")
+            write_tflite(saved_model, staging / INT8_ARTIFACT_NAME, representative=representative)
         shutil.rmtree(saved_model)
     say(f"checking {artifact.name} on {len(golden_paths)} golden images")
     parity = measure_parity(artifact, reference, artifact_probabilities(artifact, golden), golden_paths,
@@ -314,7 +353,15 @@ def _write_checked_artifacts(
         )
         if not float16_parity.passed:
             raise ExportParityError(float16_parity)
-    return parity, float16_parity
+    int8_parity = None
+    if representative is not None:
+        int8_artifact = staging / INT8_ARTIFACT_NAME
+        say(f"measuring {int8_artifact.name} on {len(golden_paths)} golden images")
+        int8_parity = measure_parity(int8_artifact, reference, artifact_probabilities(int8_artifact, golden),
+                                     golden_paths, INT8_BROKEN_DIFFERENCE, top1_required=False)
+        if not int8_parity.passed:
+            raise ExportParityError(int8_parity)
+    return parity, float16_parity, int8_parity
 
 
 def write_saved_model(model, path: Path) -> None:
@@ -332,14 +379,19 @@ def write_saved_model(model, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def write_tflite(saved_model: Path, path: Path, float16: bool = False) -> None:
-    """Convert a SavedModel to a float32 TFLite file (float16 weights with `float16=True`)."""
+def write_tflite(saved_model: Path, path: Path, float16: bool = False, representative: np.ndarray | None = None) -> None:
+    """Convert a SavedModel to a float32 TFLite file (float16 weights with `float16=True`; with `representative`
+    uint8 images, full-integer quantization: int8 weights and activations, float32 input and output)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if float16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
+    if representative is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in representative)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     try:
         flatbuffer = converter.convert()
     except Exception as error:  # noqa: BLE001 - the converter raises assorted internal error types
@@ -445,7 +497,7 @@ def model_card_markdown(report: ExportReport, run_config: RunConfig, evaluation:
     lines += ["", "## Parity with the run's Keras model",
               f"{report.parity.golden_images} golden validation images, decoded by imgclf's decode function.",
               "", "| artifact | size | top-1 agreement | max probability difference | limit |", "|---|---|---|---|---|"]
-    for parity in filter(None, (report.parity, report.float16)):
+    for parity in filter(None, (report.parity, report.float16, report.int8)):
         limit = f"{parity.tolerance:.0e}" + ("" if parity.top1_required else " (reported; fails only if broken)")
         lines.append(f"| `{parity.artifact}` | {parity.size_bytes / 1e6:.2f} MB | {parity.top1_matches}/"
                      f"{parity.golden_images} | {parity.max_probability_difference:.2e} | {limit} |")

@@ -229,6 +229,21 @@ def predict_index(
     return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
 
 
+def predict_dataset(predictor: Predictor, index: DatasetIndex, progress: ProgressCallback | None = None
+                    ) -> dict[str, tuple[str, float]]:
+    """{path: (predicted class, its probability)} for every image of a scanned dataset (the Dataset grid's
+    filter by what the model thinks); decoding goes through the pipeline's cache for big datasets."""
+    data_config = DataConfig(image_size=predictor.image_size, color_mode=predictor.color_mode)
+    images = decode_records(index.root, index.records, data_config, progress=progress)
+    predicted: dict[str, tuple[str, float]] = {}
+    for start in range(0, len(images), DEFAULT_BATCH_SIZE):
+        batch = predictor.predict_arrays(np.asarray(images[start:start + DEFAULT_BATCH_SIZE]))
+        for record, row in zip(index.records[start:start + DEFAULT_BATCH_SIZE], batch):
+            best = int(np.argmax(row))
+            predicted[record.path] = (predictor.class_names[best], float(row[best]))
+    return predicted
+
+
 def write_gradcam_overlay(path: str | os.PathLike, image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> None:
     """Write the heatmap blended over the image as a PNG, atomically."""
     overlay = overlay_heatmap(image, heatmap, opacity=opacity)

@@ -165,8 +165,15 @@ class RunFolder:
         return self.config_path.stat().st_mtime
 
     def model_mtime_ns(self) -> int:
-        """The model file's mtime: a retrained or replaced model is a new model."""
-        return self.model_path.stat().st_mtime_ns
+        """The latest mtime of the model file and what is fitted to it (temperature, unfamiliar-image model),
+        written when training ends: a retrained, replaced or newly calibrated model is a new model."""
+        stamps = [self.model_path.stat().st_mtime_ns]
+        for fitted in (self.CALIBRATION, self.FAMILIARITY):
+            try:
+                stamps.append((self.path / fitted).stat().st_mtime_ns)
+            except FileNotFoundError:
+                pass
+        return max(stamps)
 
     # ------------------------------------------------------------ config
 

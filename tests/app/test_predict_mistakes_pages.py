@@ -330,3 +330,36 @@ def test_label_page_with_a_model_shows_the_least_sure_image_first_and_suggestion
                         for row in ranked]
     checkboxes = [box.label for box in app.checkbox if box.key and box.key.startswith("label_pick:")]
     assert checkboxes == [files[row].name for row in ranked]
+
+
+def test_the_dataset_grid_filters_by_the_current_runs_predictions(shapes_run):
+    from imgclf_core.inspection.predict import Predictor, predict_dataset
+    from imgclf_core.data.dataset import scan_dataset
+
+    run_dir, data = shapes_run
+    expected = predict_dataset(Predictor.from_run(run_dir), scan_dataset(data))
+    wrong = sorted(path for path, (predicted, _) in expected.items() if predicted != path.split("/")[0])
+    assert 0 < len(wrong) < len(expected)  # a model trained for 2 epochs: some right, some wrong
+    app = open_page("app_pages/dataset.py", data)
+    app.toggle(key="grid_by_prediction").set_value(True).run()
+    assert not app.exception, app.exception
+    app.selectbox(key="grid_page_size").set_value(96).run()
+    app.selectbox(key="grid_verdict").set_value("wrong").run()
+
+    def grid() -> list[str]:  # "ring · 03.png → cross 61%"
+        return [image.captions[0] for image in app.get("image") if image.captions and " → " in image.captions[0]]
+
+    shown = grid()
+    assert len(shown) == min(len(wrong), 96)
+    for caption in shown:
+        label, rest = caption.split(" · ", 1)
+        assert rest.split(" → ")[1].split()[0] != label
+    app.selectbox(key="grid_verdict").set_value("right or wrong").run()
+    confidences = [confidence for _, confidence in expected.values()]
+    top = int(max(confidences) * 100) // 5 * 5  # the 5% slider step just under the most confident image
+    for window in ((top, 100), (0, top), (min(top + 5, 100), 100)):
+        app.slider(key="grid_confidence").set_value(window).run()
+        inside = [c for c in confidences if window[0] / 100 <= c <= window[1] / 100]
+        assert len(grid()) == min(len(inside), 96), window
+        assert all(window[0] <= float(caption.rsplit(" ", 1)[1].rstrip("%")) + 0.5 for caption in grid())
+    assert top < 100  # so the last window, above every image, shows none

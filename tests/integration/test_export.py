@@ -227,6 +227,7 @@ def test_an_empty_folder_is_used_and_a_previous_export_replaced_whole(trained_te
 @pytest.mark.parametrize("arguments, message", [
     (("--format", "onnx"), "unknown export format 'onnx'"),
     (("--format", "keras", "--float16"), "float16 applies to the tflite format only"),
+    (("--format", "savedmodel", "--int8"), "int8 applies to the tflite format only"),
     (("--format", "keras", "--golden", "0"), "at least one golden image"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(arguments, message, trained_template, tmp_path, capsys):
@@ -314,3 +315,41 @@ def test_the_readme_shows_the_example_as_it_is():
     body = EXAMPLE.read_text(encoding="utf-8").split("\n", 1)[1]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"```python\n{body}```" in readme
+
+
+def test_int8_tflite_is_written_measured_and_reported(trained_template, tmp_path, predictor):
+    out = tmp_path / "tfl"
+    result = run_imgclf("export", str(trained_template), "--format", "tflite", "--int8", "--golden", "12",
+                        "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(result.stdout)
+    int8 = document["int8"]
+    assert int8["artifact"] == "model-int8.tflite" and int8["top1_required"] is False and int8["passed"]
+    assert int8["size_bytes"] < 0.5 * document["parity"]["size_bytes"]  # int8 weights: about a quarter
+    assert int8["top1_matches"] >= 10  # of 12
+    assert "from 200 training images" in result.stderr or "training images)" in result.stderr
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(out / "model-int8.tflite"))
+    kinds = {detail["dtype"] for detail in interpreter.get_tensor_details()}
+    assert np.int8 in kinds  # quantized inside, float32 in and out
+    assert interpreter.get_input_details()[0]["dtype"] == np.float32
+    assert "model-int8.tflite" in (out / "model_card.md").read_text()
+
+
+def test_a_keras_export_is_the_calibrated_model(trained_template, tmp_path, predictor):
+    from imgclf_core.export.exporter import export_run
+    from imgclf_core.models.model_io import load_model_checked
+    from imgclf_core.training.run_folder import RunFolder
+
+    run_dir = copy_run(trained_template, tmp_path / "run")
+    RunFolder(run_dir).path.joinpath("calibration.json").write_text('{"temperature": 2.5}')
+    export_run(run_dir, "keras", tmp_path / "out", golden_count=4)
+    folder = RunFolder(run_dir)
+    data_dir = Path(folder.read_config().data_dir)
+    images = np.stack([predictor.load_image(data_dir / row["path"]) for row in folder.read_predictions()[:4]])
+    exported = load_model_checked(tmp_path / "out" / "model.keras").predict(images.astype("float32"), verbose=0)
+    raw = folder.load_model().predict(images.astype("float32"), verbose=0)
+    from imgclf_core.training.calibration import apply_temperature
+
+    np.testing.assert_allclose(exported, apply_temperature(raw, 2.5), atol=1e-5)
