@@ -21,7 +21,7 @@ from imgclf_core.inspection.gradcam import GradCam
 from imgclf_core.data.images import ImageDecodeError, decode_image, read_image_bytes
 from imgclf_core.models.errors import ModelError
 from imgclf_core.models.forward import compiled_features_and_forward, compiled_forward
-from imgclf_core.inspection.familiarity import Familiarity
+from imgclf_core.training.familiarity import Familiarity
 from imgclf_core.inspection.overlay import display_image, overlay_heatmap
 from imgclf_core.data.pipeline import decode_records
 
@@ -36,7 +36,7 @@ class Predictor:
     def __init__(self, model: keras.Model, class_names: Sequence[str], image_size: int, color_mode: str,
                  familiarity: Familiarity | None = None, flip_average: bool = False):
         self.model = model
-        # The run's unfamiliar-image model (inspection.familiarity), when it has one.
+        # The run's unfamiliar-image model (training.familiarity), when it has one.
         self.familiarity = familiarity
         self._features_and_predict = None
         self.class_names = list(class_names)
@@ -109,7 +109,7 @@ class Predictor:
 
     def unfamiliar(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict] | None:
         """Per image of a uint8 batch: {"score", "threshold", "flagged"} (flagged: unlike the training data,
-        see inspection.familiarity); None when the model has no unfamiliar-image model."""
+        see training.familiarity); None when the model has no unfamiliar-image model."""
         if self.familiarity is None:
             return None
         batch = self._checked_batch(images)

@@ -21,6 +21,7 @@ import numpy as np
 
 from imgclf_core.data.dataset import DatasetIndex, ImageRecord
 from imgclf_core.data.images import ImageSource, decode_image, read_image_bytes
+from imgclf_core.training.familiarity import unit_rows
 
 ProgressCallback = Callable[[int, int], None]
 DEFAULT_TOP = 12
@@ -116,9 +117,3 @@ def query_similar(similarity: SimilarityIndex, source: ImageSource, top: int = D
         path = similarity.records[row].path
         return similarity.nearest_to_path(path, top), path
     return similarity.nearest_to_vector(embed_image(data), top, label), None
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Each row scaled to length 1 (a zero row stays zero), as C-contiguous float32."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)

@@ -382,12 +382,12 @@ class RunFolder:
         return read_manifest(self.path / self.MANIFEST)
 
     def write_familiarity(self, familiarity) -> None:
-        """familiarity.npz: the unfamiliar-image model (see inspection.familiarity)."""
+        """familiarity.npz: the unfamiliar-image model (see training.familiarity)."""
         atomic_write_with(self.path / self.FAMILIARITY, familiarity.save)
 
     def read_familiarity(self):
         """The run's unfamiliar-image model, or None (not evaluated yet, or a run made before it)."""
-        from imgclf_core.inspection.familiarity import Familiarity
+        from imgclf_core.training.familiarity import Familiarity
 
         return Familiarity.load(self.path / self.FAMILIARITY)
 

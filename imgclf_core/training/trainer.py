@@ -219,7 +219,7 @@ def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
 
 def _familiarity(predict, train_images: np.ndarray, validation_features: np.ndarray):
     """The unfamiliar-image model: features of a sample of the training images, the validation threshold."""
-    from imgclf_core.inspection.familiarity import fit_familiarity, training_sample
+    from imgclf_core.training.familiarity import fit_familiarity, training_sample
 
     sample = training_sample(len(train_images))
     train_features = np.concatenate([

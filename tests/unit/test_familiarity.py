@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgclf_core.inspection.familiarity import Familiarity, fit_familiarity, training_sample
+from imgclf_core.training.familiarity import Familiarity, fit_familiarity, training_sample
 
 
 def clusters(count: int, seed: int) -> np.ndarray:

@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf_core.inspection.similar import unit_rows
-
 K = 5
 TRAIN_SAMPLE = 10_000
 PASS_RATE = 0.95
@@ -78,3 +76,9 @@ def training_sample(count: int, size: int = TRAIN_SAMPLE, seed: int = 0) -> np.n
     if count <= size:
         return np.arange(count)
     return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero), as C-contiguous float32."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
