@@ -77,12 +77,12 @@ def streamlit_server(environment: dict[str, str] | None = None) -> Iterator[str]
 
 
 @contextlib.contextmanager
-def chromium_page(width: int = 1400, height: int = 1800) -> Iterator["object"]:
-    """A fresh page in headless Debian Chromium."""
+def chromium_page(width: int = 1400, height: int = 1800, extra_flags: tuple[str, ...] = ()) -> Iterator["object"]:
+    """A fresh page in headless Debian Chromium (`extra_flags`: e.g. a fake camera fed from a file)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_FLAGS, *extra_flags])
         try:
             yield browser.new_page(viewport={"width": width, "height": height})
         finally:
