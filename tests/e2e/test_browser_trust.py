@@ -13,6 +13,7 @@ from helpers.files import SAMPLE
 from PIL import Image, ImageFilter
 from streamlit_browser import chromium_page, metric_value, streamlit_server, wait_until_drawn, wait_until_idle
 
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PER_CLASS = 60  # with the from-scratch recipe: about 81% validation accuracy, and every skimage photo flagged
 
 
@@ -67,6 +68,14 @@ def camera_frames(path: Path) -> Path:
     return path
 
 
+def shot(page, name: str, top, height: int) -> None:
+    """A screenshot of the main area from the element `top` down `height` px (no sidebar: it shows temporary paths)."""
+    main = page.locator('[data-testid="stMain"]').bounding_box()
+    start = top.bounding_box()["y"] - 16
+    page.screenshot(path=str(SCREENSHOTS / name),
+                    clip={"x": main["x"], "y": start, "width": main["width"], "height": height})
+
+
 def main_text(page) -> str:
     return page.locator('[data-testid="stMain"]').inner_text()
 
@@ -114,6 +123,9 @@ def test_quality_similar_calibration_unfamiliar_camera_and_data_difference_in_th
         page.keyboard.press("Escape")
         summary = f"{before.name} → {after.name}: 0 added, 0 removed, 1 relabelled, {10 * PER_CLASS - 1} unchanged"
         page.get_by_text(summary).wait_for(timeout=60_000)
+        wait_until_drawn(page)
+        page.get_by_text("Confidence calibration").first.scroll_into_view_if_needed()
+        shot(page, "train_calibration.png", page.get_by_text("Confidence calibration").first, height=900)
 
         # Predict: a cat photo on a Fashion-MNIST model carries the unfamiliar-image note.
         go(page, "Predict")
@@ -123,6 +135,8 @@ def test_quality_similar_calibration_unfamiliar_camera_and_data_difference_in_th
         note = page.locator('[data-testid="stAlert"]').filter(has_text="Unlike the training data")
         note.first.wait_for(timeout=30_000)
         assert "has never seen anything like it" in note.first.inner_text()
+        wait_until_drawn(page, expect_images=True)
+        shot(page, "predict_unfamiliar.png", note.first, height=900)
 
         # Dataset: Inspect a shirt, More like this: the core's nearest images, in its order.
         go(page, "Dataset")
@@ -139,6 +153,8 @@ def test_quality_similar_calibration_unfamiliar_camera_and_data_difference_in_th
         wait_until_idle(page)
         shown = [line for line in dialog.inner_text().splitlines() if line.endswith(".png") and "/" not in line]
         assert shown == [Path(path).name for path in expected], (shown, expected)
+        wait_until_drawn(page, expect_images=True)
+        dialog.screenshot(path=str(SCREENSHOTS / "dataset_similar.png"))
 
         # Label: a photo from the camera filed into "shirt", then Undo.
         page.keyboard.press("Escape")
@@ -152,6 +168,8 @@ def test_quality_similar_calibration_unfamiliar_camera_and_data_difference_in_th
         wait_for(lambda: list((data / "shirt").glob("camera-*.jpg")), "the photo filed into shirt", timeout_s=60)
         page.get_by_text("Undo puts it back into the inbox").wait_for(timeout=60_000)
         wait_until_idle(page)
+        wait_until_drawn(page, expect_images=True)
+        shot(page, "label_camera.png", page.get_by_text("Capture from the camera"), height=1000)
         page.get_by_role("button", name="Undo").first.click()
         wait_for(lambda: not list((data / "shirt").glob("camera-*.jpg")), "Undo to take the photo out of shirt",
                  timeout_s=60)
@@ -168,4 +186,8 @@ def test_quality_similar_calibration_unfamiliar_camera_and_data_difference_in_th
             expander = page.locator('[data-testid="stExpander"]').filter(has_text=title)
             expander.get_by_text(title).click()
             expander.get_by_text(name).wait_for(timeout=30_000)
+        wait_until_drawn(page, expect_images=True)
+        heading = page.get_by_role("heading", name="Image quality")
+        heading.scroll_into_view_if_needed()
+        shot(page, "dataset_quality.png", heading, height=1100)
         assert "Traceback" not in main_text(page)
