@@ -219,9 +219,9 @@ def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
 
 def _familiarity(predict, train_images: np.ndarray, validation_features: np.ndarray):
     """The unfamiliar-image model: features of a sample of the training images, the validation threshold."""
-    from imgclf_core.training.familiarity import fit_familiarity, training_sample
+    from imgclf_core.training.familiarity import fit_familiarity, sample_size, training_sample
 
-    sample = training_sample(len(train_images))
+    sample = training_sample(len(train_images), sample_size(train_images.shape[1]))
     train_features = np.concatenate([
         predict(np.asarray(train_images[sample[start:start + FEATURE_BATCH]]))[0].numpy()
         for start in range(0, len(sample), FEATURE_BATCH)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.files import png_bytes, shapes_tree, write, zip_of
+from helpers.files import photos_with_quality_issues, png_bytes, shapes_tree, write, zip_of
 from helpers.pages import APP, TIMEOUT, chart_rows, metrics, open_page, wait_until
 from helpers.runs import fake_run
 from streamlit.testing.v1 import AppTest
@@ -55,19 +55,7 @@ def test_dataset_page_counts_warnings_and_skipped_files(odd_dataset):
 
 
 def test_dark_blurry_and_blank_photos_are_listed_under_their_issue_and_the_grid_filters_by_it(tmp_path):
-    import skimage.data
-    from PIL import Image, ImageFilter
-
-    root = tmp_path / "data"
-    photo = Image.fromarray(skimage.data.astronaut()).resize((256, 256))
-    for number in range(4):
-        for label in ("cat", "dog"):
-            path = root / label / f"{number}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            photo.rotate(number * 90 + (label == "dog") * 45).save(path, quality=92)
-    photo.point(lambda value: value * 0.12).save(root / "cat" / "night.jpg", quality=92)
-    photo.filter(ImageFilter.GaussianBlur(6)).save(root / "dog" / "shaky.jpg", quality=92)
-    Image.new("RGB", (256, 256), (200, 190, 180)).save(root / "dog" / "lens-cap.png")
+    root = photos_with_quality_issues(tmp_path / "data")
     app = open_page("app_pages/dataset.py", root)
     shown = metrics(app)
     assert (shown["Too dark"], shown["Blurry"], shown["Low information"]) == ("1", "1", "1")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from helpers.browser import wait_for
-from helpers.files import SAMPLE
-from PIL import Image, ImageFilter
+from helpers.files import SAMPLE, photos_with_quality_issues
+from PIL import Image
 from streamlit_browser import chromium_page, metric_value, streamlit_server, wait_until_drawn, wait_until_idle
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -22,22 +22,6 @@ def fashion_subset(root: Path) -> Path:
         (root / folder.name).mkdir(parents=True)
         for image in sorted(folder.glob("*.png"))[:PER_CLASS]:
             shutil.copy(image, root / folder.name / image.name)
-    return root
-
-
-def spoiled_photos(root: Path) -> Path:
-    """Real photos in two classes, and one too dark, one blurry, one blank among them."""
-    import skimage.data
-
-    photo = Image.fromarray(skimage.data.astronaut()).resize((256, 256))
-    for number in range(4):
-        for label in ("cat", "dog"):
-            path = root / label / f"{number}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            photo.rotate(number * 90 + (label == "dog") * 45).save(path, quality=92)
-    photo.point(lambda value: value * 0.12).save(root / "cat" / "night.jpg", quality=92)
-    photo.filter(ImageFilter.GaussianBlur(6)).save(root / "dog" / "shaky.jpg", quality=92)
-    Image.new("RGB", (256, 256), (200, 190, 180)).save(root / "dog" / "lens-cap.png")
     return root
 
 
@@ -97,7 +81,7 @@ def test_quality_similar_calibration_unfamiliar_camera_and_data_difference_in_th
     moved = sorted((data / "shirt").glob("*.png"))[-1].relative_to(data).as_posix()
     RelabelJournal(data).move(moved, "tshirt_top", origin="mistakes")
     after = train(data, runs / "20260101-000001-small_cnn")
-    photos = spoiled_photos(tmp_path / "photos")
+    photos = photos_with_quality_issues(tmp_path / "photos")
     cat = tmp_path / "chelsea.png"
     import skimage.data
 
@@ -136,7 +120,14 @@ def test_quality_similar_calibration_unfamiliar_camera_and_data_difference_in_th
         note.first.wait_for(timeout=30_000)
         assert "has never seen anything like it" in note.first.inner_text()
         wait_until_drawn(page, expect_images=True)
-        shot(page, "predict_unfamiliar.png", note.first, height=900)
+        shot(page, "predict_unfamiliar.png", note.first, height=560)
+        wait_until_idle(page)
+        page.get_by_role("button", name="More like this").first.click()  # the upload's look-alikes in the dataset
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("nearest to chelsea.png").wait_for(timeout=180_000)
+        wait_until_idle(page)
+        assert len([line for line in dialog.inner_text().splitlines() if line.endswith(".png")]) == 8
+        page.keyboard.press("Escape")
 
         # Dataset: Inspect a shirt, More like this: the core's nearest images, in its order.
         go(page, "Dataset")

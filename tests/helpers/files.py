@@ -88,3 +88,21 @@ def copy_with_flipped_labels(source: Path, root: Path, per_class: int, fraction:
     from bench_audit import copy_with_flipped_labels as plant  # here, not at the top: importing it sets TF_CPP_MIN_LOG_LEVEL
 
     return plant(source, root, per_class, fraction, seed)
+
+
+def photos_with_quality_issues(root: Path) -> Path:
+    """Real photos (scikit-image's astronaut, turned) in two classes, and among them one too dark
+    (cat/night.jpg), one blurry (dog/shaky.jpg) and one blank (dog/lens-cap.png)."""
+    import skimage.data
+    from PIL import ImageFilter
+
+    photo = Image.fromarray(skimage.data.astronaut()).resize((256, 256))
+    for number in range(4):
+        for label in ("cat", "dog"):
+            path = root / label / f"{number}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            photo.rotate(number * 90 + (label == "dog") * 45).save(path, quality=92)
+    photo.point(lambda value: value * 0.12).save(root / "cat" / "night.jpg", quality=92)
+    photo.filter(ImageFilter.GaussianBlur(6)).save(root / "dog" / "shaky.jpg", quality=92)
+    Image.new("RGB", (256, 256), (200, 190, 180)).save(root / "dog" / "lens-cap.png")
+    return root

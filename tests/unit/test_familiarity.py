@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgclf_core.training.familiarity import Familiarity, fit_familiarity, training_sample
+from imgclf_core.training.familiarity import Familiarity, fit_familiarity, sample_size, training_sample
 
 
 def clusters(count: int, seed: int) -> np.ndarray:
@@ -41,5 +41,6 @@ def test_the_training_sample_is_sorted_bounded_and_whole_when_small():
     assert list(training_sample(5, size=10)) == [0, 1, 2, 3, 4]
     sample = training_sample(100_000, size=1000)
     assert len(sample) == len(set(sample)) == 1000 and list(sample) == sorted(sample)
+    assert [sample_size(side) for side in (28, 64, 128, 224)] == [10_000, 10_000, 2_500, 2_000]  # a forward pass each
     with pytest.raises(ValueError, match="needs training and validation"):
         fit_familiarity(np.zeros((0, 4)), np.ones((3, 4)))
