@@ -57,15 +57,18 @@ def uploads_ui() -> list:
     return uploads
 
 
-def display_options_ui() -> tuple[int, float, str]:
+def display_options_ui() -> tuple[int, float, str, bool]:
     columns = st.columns(3)
     top_k = columns[0].slider("Top classes shown", 1, 10, 5, key="predict_top_k")
     opacity = columns[1].slider("Grad-CAM opacity", 0.0, 1.0, 0.45, 0.05, key="predict_opacity")
     colormap = columns[2].selectbox("Colormap", COLORMAPS, key="predict_colormap")
-    return top_k, opacity, colormap
+    flip = st.checkbox("Average each image with its mirror image (test-time flip)", key="predict_flip",
+                       help="The top classes come from the mean of the image's and its mirror image's "
+                            "probabilities (twice the compute); Grad-CAM still explains the image as it is.")
+    return top_k, opacity, colormap, flip
 
 
-def classify(predictor, model_key: str, upload, top_k: int) -> dict:
+def classify(predictor, model_key: str, upload, top_k: int, flip: bool = False) -> dict:
     """One upload -> {"name", "file_id", "data", "heatmap", "top_k"} or {"name", "error"}; never raises for bad files."""
     name = upload.name
     if upload.size > DEFAULT_MAX_BYTES:
@@ -75,7 +78,10 @@ def classify(predictor, model_key: str, upload, top_k: int) -> dict:
         probabilities, heatmap = explain_bytes(predictor, model_key, data, None)
     except ImageDecodeError as error:
         return {"name": name, "error": str(error)}
-    unlike = predictor.unfamiliar(predictor.load_image(data)[None])
+    image = predictor.load_image(data)[None]
+    if flip:
+        probabilities = predictor.predict_arrays(image, flip_average=True)[0]
+    unlike = predictor.unfamiliar(image)
     return {"name": name, "file_id": upload.file_id, "data": data, "heatmap": heatmap,
             "top_k": predictor.top_k(probabilities, top_k), "unfamiliar": unlike[0] if unlike else None}
 
@@ -144,9 +150,9 @@ if predictor is not None:
     if not uploads:
         st.info("Upload one or more images (PNG, JPEG, …) to see what the model thinks and where it looked.")
     else:
-        top_classes, overlay_opacity, overlay_colormap = display_options_ui()
+        top_classes, overlay_opacity, overlay_colormap, flip_average = display_options_ui()
         with st.spinner(f"Classifying {len(uploads)} image(s)…"):
-            classified = [classify(predictor, key, upload, top_classes) for upload in uploads]
+            classified = [classify(predictor, key, upload, top_classes, flip_average) for upload in uploads]
         batch_table_ui(classified)
         for item in classified:
             result_ui(predictor, key, item, overlay_opacity, overlay_colormap, folder)

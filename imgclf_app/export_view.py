@@ -21,15 +21,20 @@ def export_ui(run_dir: Path) -> None:
     from imgclf_core.export.exporter import FORMATS, default_export_dir
 
     st.subheader("Export")
-    columns = st.columns([2, 2, 1], vertical_alignment="bottom")
+    columns = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
     format = columns[0].selectbox("Format", FORMATS, format_func=FORMAT_LABELS.get, key="export_format")
     float16 = columns[1].checkbox(
         "Also a float16 TFLite model", key="export_float16", disabled=format != "tflite",
         help="Half the size; its agreement with the Keras model is measured and shown, not required.",
     )
+    int8 = columns[2].checkbox(
+        "Also an int8 TFLite model", key="export_int8", disabled=format != "tflite",
+        help="About a quarter of the size: weights and activations in 8-bit integers, their ranges set on "
+             "200 training images; its agreement with the Keras model is measured and shown, not required.",
+    )
     out_dir = default_export_dir(run_dir, format)
-    if columns[2].button("Export", type="primary", key="export_start"):
-        run_export_ui(run_dir, format, out_dir, float16=float16 and format == "tflite")
+    if columns[3].button("Export", type="primary", key="export_start"):
+        run_export_ui(run_dir, format, out_dir, float16=float16 and format == "tflite", int8=int8 and format == "tflite")
     document = read_parity_document(out_dir)
     if document is not None:
         parity_ui(document, out_dir)
@@ -41,13 +46,13 @@ def export_ui(run_dir: Path) -> None:
         )
 
 
-def run_export_ui(run_dir: Path, format: str, out_dir: Path, float16: bool) -> None:
+def run_export_ui(run_dir: Path, format: str, out_dir: Path, float16: bool, int8: bool = False) -> None:
     """Run one export, its progress in a status box; a failure is one error line (the old export stays)."""
     from imgclf_core.export.exporter import export_run
 
     with st.status(f"Exporting {FORMAT_LABELS[format]}…", expanded=False) as status:
         try:
-            export_run(run_dir, format, out_dir, float16=float16, progress=status.write)
+            export_run(run_dir, format, out_dir, float16=float16, int8=int8, progress=status.write)
         except (ValueError, OSError) as error:  # ExportError, ExportParityError, ModelError, RunError, disk errors
             status.update(label="Export failed", state="error")
             st.error(f"Export failed: {error}")
@@ -66,7 +71,7 @@ def read_parity_document(out_dir: Path) -> dict | None:
 
 
 def parity_ui(document: dict, out_dir: Path) -> None:
-    """The export's parity figures against the run's Keras model (and the float16 model's, reported)."""
+    """The export's parity figures against the run's Keras model (and the float16 and int8 models', reported)."""
     parity = document["parity"]
     columns = st.columns(4)
     columns[0].metric("Golden images", parity["golden_images"])
@@ -74,11 +79,13 @@ def parity_ui(document: dict, out_dir: Path) -> None:
     columns[2].metric("Max probability difference", _difference(parity["max_probability_difference"]),
                       help=f"Limit {parity['tolerance']:.0e} for this format; top-1 must agree on every image.")
     columns[3].metric("Size", f"{parity['size_bytes'] / 1e6:.2f} MB")
-    float16 = document.get("float16")
-    if float16:
-        st.caption(f"`{float16['artifact']}` ({float16['size_bytes'] / 1e6:.2f} MB, float16 weights): top-1 agrees on "
-                   f"{float16['top1_matches']}/{float16['golden_images']} golden images, max probability difference "
-                   f"{_difference(float16['max_probability_difference'])} (measured and reported, not required).")
+    for key, what in (("float16", "float16 weights"), ("int8", "int8 weights and activations")):
+        quantized = document.get(key)
+        if quantized:
+            st.caption(f"`{quantized['artifact']}` ({quantized['size_bytes'] / 1e6:.2f} MB, {what}): top-1 agrees on "
+                       f"{quantized['top1_matches']}/{quantized['golden_images']} golden images, max probability "
+                       f"difference {_difference(quantized['max_probability_difference'])} (measured and reported, "
+                       "not required).")
     st.caption(f"`{parity['artifact']}` in `{out_dir}`, exported {document['exported_at']} in "
                f"{document['seconds']:.1f} s and checked against the run's Keras model; "
                "with labels.txt, model_card.md and parity.json.")

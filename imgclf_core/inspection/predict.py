@@ -47,6 +47,7 @@ class Predictor:
         # Test-time flip: probabilities are the mean over each image and its mirror image (Grad-CAM is not).
         self.flip_average = flip_average
         self._predict = compiled_forward(model, flip_average)
+        self._other_forward: dict[bool, object] = {}  # the forward pass with the other flip setting, when asked
         self._gradcam: GradCam | None = None
 
     @classmethod
@@ -101,10 +102,17 @@ class Predictor:
                 errors[position] = str(error)
         return (np.stack(images) if images else None), readable, errors
 
-    def predict_arrays(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Probabilities (N, K) for a uint8 batch (N, S, S, C)."""
+    def predict_arrays(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE,
+                       flip_average: bool | None = None) -> np.ndarray:
+        """Probabilities (N, K) for a uint8 batch (N, S, S, C); flip_average (default: the predictor's own)
+        averages each image with its mirror image."""
         batch = self._checked_batch(images)
-        chunks = [self._predict(batch[start:start + batch_size]).numpy() for start in range(0, len(batch), batch_size)]
+        predict = self._predict
+        if flip_average is not None and flip_average != self.flip_average:
+            if flip_average not in self._other_forward:
+                self._other_forward[flip_average] = compiled_forward(self.model, flip_average)
+            predict = self._other_forward[flip_average]
+        chunks = [predict(batch[start:start + batch_size]).numpy() for start in range(0, len(batch), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)), np.float32)
 
     def unfamiliar(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict] | None:

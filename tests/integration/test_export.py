@@ -353,3 +353,16 @@ def test_a_keras_export_is_the_calibrated_model(trained_template, tmp_path, pred
     from imgclf_core.training.calibration import apply_temperature
 
     np.testing.assert_allclose(exported, apply_temperature(raw, 2.5), atol=1e-5)
+
+
+def test_train_page_exports_an_int8_tflite_beside_the_float_one(trained_template):
+    data = Path(RunFolder(trained_template).read_config().data_dir)
+    copy_run(trained_template, run_catalog.default_runs_root() / trained_template.name)
+    app = open_page("app_pages/train.py", data)
+    assert app.checkbox(key="export_int8").disabled  # keras, the default format: no int8
+    app.selectbox(key="export_format").set_value("tflite").run()
+    app.checkbox(key="export_int8").check().run()
+    app.button(key="export_start").click().run()
+    assert not app.exception, app.exception
+    captions = [caption.value for caption in app.caption if "model-int8.tflite" in caption.value]
+    assert len(captions) == 1 and "int8 weights and activations" in captions[0], captions

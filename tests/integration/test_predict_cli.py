@@ -231,6 +231,8 @@ def test_flip_tta_averages_each_image_with_its_mirror_in_predict_and_evaluate(tm
     by_label = {entry["label"]: entry["probability"] for entry in json.loads(flipped.stdout)[0]["top_k"]}
     assert [by_label[name] for name in predictor.class_names] == pytest.approx(expected[0].tolist(), abs=1e-5)
     assert by_label != {entry["label"]: entry["probability"] for entry in plain}
+    # the Predict page's checkbox: the same average from a predictor made without the flip
+    np.testing.assert_allclose(predictor.predict_arrays(pixels, flip_average=True), expected, atol=1e-5)
     evaluated = run_imgclf("evaluate", str(run_dir), str(data_dir), "--json", "--flip-tta")
     assert evaluated.returncode == 0, evaluated.stderr
     assert 0.0 <= json.loads(evaluated.stdout)["accuracy"] <= 1.0
