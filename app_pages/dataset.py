@@ -15,7 +15,7 @@ from imgclf_app.dataset_loaders import (
 )
 from imgclf_app.forms import augmentation_form
 from imgclf_app.session_keys import (
-    GRID_PAGE, GRID_PREDICTIONS, GRID_SHOWN, INSPECT_NOW, PREVIEW_IMAGE, SIMILAR_NOW, PREVIEW_SEED, show_in_preview,
+    GRID_PAGE, GRID_PREDICTIONS, GRID_SHOWN, INSPECT_NOW, PREVIEW_IMAGE, PREVIEW_SEED, SIMILAR_NOW, show_in_preview,
 )
 from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.similar_view import SimilarQuery, more_like_this_button, similar_dialog_if_asked
@@ -92,7 +92,8 @@ def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
     split = columns[1].selectbox("Split", [ALL_SPLITS, *splits], key="grid_split") if splits else ALL_SPLITS
     name_filter = columns[-2].text_input("File name contains", key="grid_name").strip().lower()
     page_size = columns[-1].selectbox("Per page", PAGE_SIZES, key="grid_page_size")
-    with_issue = quality_filter_ui(quality_report_of(index, compute=index.num_images <= QUALITY_AUTOMATIC_IMAGES))
+    # Only once the quality section below has a report: the grid is drawn before any quality pass runs.
+    with_issue = quality_filter_ui(quality_report_of(index, compute=False))
     predicted = prediction_filter_ui(index)
     records = [
         record for record in index.records
@@ -206,14 +207,14 @@ def quality_ui(index: DatasetIndex) -> None:
     from imgclf_core.data.quality import ISSUES
 
     st.subheader("Image quality")
-    automatic = index.num_images <= QUALITY_AUTOMATIC_IMAGES
-    report = quality_report_of(index, compute=automatic)
+    report = quality_report_of(index, compute=False)  # kept for the process once computed
     if report is None:
-        if not st.button(f"Check the quality of {index.num_images:,} images", key="quality_check"):
+        automatic = index.num_images <= QUALITY_AUTOMATIC_IMAGES
+        if not automatic and not st.button(f"Check the quality of {index.num_images:,} images", key="quality_check"):
             st.caption("Finds images too dark, too bright, blurry, nearly blank, of odd size or shape, or grey "
                        "images stored in colour. The first check decodes every image once; later ones are cached.")
             return
-        quality_report_of(index, compute=True)
+        quality_report_of(index, compute=True)  # after the grid, so the grid never waits for it
         st.rerun()  # the grid above gets its quality filter
     counts = report.counts()
     st.caption(f"{len(report.issues_by_path):,} image(s) with an issue. Thresholds are in the docs "

@@ -95,6 +95,8 @@ def batch_table_ui(results: list[dict]) -> None:
          "error": result.get("error", "")}
         for result in results
     ])
+    if not any(result.get("unfamiliar") for result in results):  # a model without an unfamiliar-image verdict
+        table = table.drop(columns=["unlike the training data"])
     # Narrow figures, wide error text: a reason ("not an image: ...") is read whole, not cut off.
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "image": st.column_config.TextColumn("image", width="medium"),
