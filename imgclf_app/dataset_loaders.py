@@ -47,34 +47,51 @@ def scan_or_report(folder: Path) -> DatasetIndex | None:
 # Datasets up to this size get their quality report on the first visit; larger ones on a click (a first
 # pass decodes every image once: about a minute per 10,000 phone photos).
 QUALITY_AUTOMATIC_IMAGES = 5_000
-_quality_reports: dict[tuple[str, int], tuple[DatasetIndex, object]] = {}
+# What the pages compute from a whole scan (quality report, similarity index, a model's predictions), kept for
+# the process: (kind, folder) -> (the index it was computed from, what else it depends on, the result). A newer
+# scan of the folder, or a change in what it depends on, replaces the entry.
+_per_scan: dict[tuple[str, str], tuple[DatasetIndex, tuple, object]] = {}
 _lock = threading.Lock()
+
+
+def kept_for_scan(kind: str, index: DatasetIndex, depends_on: tuple = ()):
+    """The `kind` result computed from this very scan (and `depends_on`), or None."""
+    with _lock:
+        kept = _per_scan.get((kind, str(index.root)))
+    return kept[2] if kept is not None and kept[0] is index and kept[1] == depends_on else None
+
+
+def compute_for_scan(kind: str, index: DatasetIndex, compute, what: str, note: str, depends_on: tuple = (),
+                     limit: int | None = None):
+    """`compute(progress)` under a progress bar ("{what} 1,234/2,000 ({note})"), kept as kept_for_scan's;
+    `limit`: at most this many folders keep a `kind` result (the oldest goes first)."""
+    bar = st.progress(0.0, text=f"{what} ({note})…")
+
+    def report(done: int, total: int) -> None:
+        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"{what} {done:,}/{total:,} ({note})")
+
+    result = compute(report)
+    bar.empty()
+    key = (kind, str(index.root))
+    with _lock:
+        _per_scan.pop(key, None)
+        if limit is not None:
+            same_kind = [other for other in _per_scan if other[0] == kind]
+            for oldest in same_kind[:max(0, len(same_kind) - limit + 1)]:
+                _per_scan.pop(oldest)
+        _per_scan[key] = (index, depends_on, result)  # the index too: `is` compares the very scan
+    return result
 
 
 def quality_report_of(index: DatasetIndex, compute: bool):
     """The index's QualityReport: kept for the process per scan; computed here (with a bar) when `compute`."""
     from imgclf_core.data.quality import quality_report
 
-    key = (str(index.root), id(index))
-    with _lock:
-        kept = _quality_reports.get(key)
+    kept = kept_for_scan("quality", index)
     if kept is not None or not compute:
-        return kept[1] if kept is not None else None
-    bar = st.progress(0.0, text="Checking image quality (once; cached by content)…")
-
-    def report(done: int, total: int) -> None:
-        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Checking image quality {done:,}/{total:,}")
-
-    result = quality_report(index, progress=report)
-    bar.empty()
-    with _lock:
-        for old in [old for old in _quality_reports if old[0] == key[0]]:
-            _quality_reports.pop(old)  # an older scan of the same folder
-        _quality_reports[key] = (index, result)  # the index too: its id stays its own
-    return result
-
-
-_predictions: dict[tuple, tuple[DatasetIndex, dict]] = {}
+        return kept
+    return compute_for_scan("quality", index, lambda progress: quality_report(index, progress=progress),
+                            "Checking image quality", "once; cached by content")
 
 
 def dataset_predictions_of(index: DatasetIndex, run_dir: str) -> dict | None:
@@ -83,26 +100,15 @@ def dataset_predictions_of(index: DatasetIndex, run_dir: str) -> dict | None:
     from imgclf_app.model_state import model_file_stamp, predictor_or_report
     from imgclf_core.inspection.predict import predict_dataset
 
-    key = (str(index.root), id(index), run_dir, model_file_stamp(run_dir))
-    with _lock:
-        kept = _predictions.get(key)
+    model = (run_dir, model_file_stamp(run_dir))
+    kept = kept_for_scan("predictions", index, model)
     if kept is not None:
-        return kept[1]
+        return kept
     predictor = predictor_or_report(run_dir)
     if predictor is None:
         return None
-    bar = st.progress(0.0, text="Decoding the images for the model (once per model)…")
-
-    def report(done: int, total: int) -> None:
-        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Decoding the images for the model {done:,}/{total:,}")
-
-    predictions = predict_dataset(predictor, index, progress=report)
-    bar.empty()
-    with _lock:
-        for old in [old for old in _predictions if old[0] == key[0]]:
-            _predictions.pop(old)
-        _predictions[key] = (index, predictions)
-    return predictions
+    return compute_for_scan("predictions", index, lambda progress: predict_dataset(predictor, index, progress=progress),
+                            "Decoding the images for the model", "once per model", depends_on=model)
 
 
 def thumbnail_path(index: DatasetIndex, record, size: int = THUMBNAIL_SIZE) -> str | None:

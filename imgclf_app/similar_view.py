@@ -6,12 +6,12 @@ cache lacks (a progress bar), later ones reuse the index kept here for the proce
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
+from imgclf_app.dataset_loaders import compute_for_scan, kept_for_scan
 from imgclf_app.session_keys import SIMILAR_NOW
 from imgclf_app.views import in_columns
 from imgclf_core.data.dataset import DatasetIndex
@@ -22,8 +22,6 @@ SIMILAR_TOP = 8
 SIMILAR_COLUMNS = 4
 SIMILAR_SIDE = 160
 _KEPT_INDEXES = 2  # datasets whose similarity index stays in memory (100,000 images: 512 MB each)
-_indexes: dict[tuple[str, int], tuple[DatasetIndex, object]] = {}
-_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -40,24 +38,11 @@ def similarity_index(index: DatasetIndex):
     """The dataset's SimilarityIndex, built once per scan (embedding what the cache lacks, with a bar)."""
     from imgclf_core.inspection.similar import SimilarityIndex
 
-    key = (str(index.root), id(index))
-    with _lock:
-        kept = _indexes.get(key)
+    kept = kept_for_scan("similarity", index)
     if kept is not None:
-        return kept[1]
-    bar = st.progress(0.0, text="Embedding the dataset's images (once; cached by content)…")
-
-    def report(done: int, total: int) -> None:
-        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Embedding the dataset's images {done:,}/{total:,}"
-                     " (once; cached by content)")
-
-    similarity = SimilarityIndex.of_dataset(index, progress=report)
-    bar.empty()
-    with _lock:
-        while len(_indexes) >= _KEPT_INDEXES:
-            _indexes.pop(next(iter(_indexes)))
-        _indexes[key] = (index, similarity)  # the index is kept too: its id stays its own
-    return similarity
+        return kept
+    return compute_for_scan("similarity", index, lambda progress: SimilarityIndex.of_dataset(index, progress=progress),
+                            "Embedding the dataset's images", "once; cached by content", limit=_KEPT_INDEXES)
 
 
 def similar_images_ui(index: DatasetIndex, query: SimilarQuery, top: int = SIMILAR_TOP) -> None:

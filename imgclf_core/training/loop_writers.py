@@ -146,16 +146,47 @@ def restore_checkpoint(loop: EpochLoop) -> None:
 # ---------------------------------------------------------------- writer parts
 
 
-class ModelWriter(LoopPart):
-    """model.keras: the best epoch by monitored loss, and always a model once an epoch or a stop has passed.
-
-    The first model is written at once; a better epoch's weights after it wait in memory and are written
-    when `save_every_seconds` have passed since the last write, and on stop, finish or an error.
-    """
+class DeferredWriter(LoopPart):
+    """A writer whose latest value waits in memory (`pending`): written when `save_every_seconds` have passed
+    since the last write, and on stop, finish or an error. A subclass sets `pending` and says how to `write` it."""
 
     def __init__(self, save_every_seconds: float = 0.0) -> None:
         self.timer = WriteTimer(save_every_seconds)
-        self.best: list[np.ndarray] | None = None  # the best epoch's weights, not written yet
+        self.pending: Any = None
+
+    def write(self, loop: EpochLoop, value: Any) -> None:
+        raise NotImplementedError
+
+    def write_if_due(self, loop: EpochLoop) -> None:
+        if self.timer.due():
+            self.write_pending(loop)
+
+    def write_pending(self, loop: EpochLoop) -> None:
+        if self.pending is None:
+            return
+        self.write(loop, self.pending)
+        self.pending = None
+        self.timer.wrote()
+
+    def on_stop(self, loop: EpochLoop) -> None:
+        if loop.setup.chief:
+            self.write_pending(loop)
+
+    def on_finish(self, loop: EpochLoop) -> None:
+        if loop.setup.chief:
+            self.write_pending(loop)
+
+    def on_failure(self, loop: EpochLoop) -> None:
+        if loop.setup.chief:
+            self.write_pending(loop)
+
+
+class ModelWriter(DeferredWriter):
+    """model.keras: the best epoch by monitored loss, and always a model once an epoch or a stop has passed.
+
+    The first model is written at once; a better epoch's weights after it (`pending`) wait in memory and are
+    written when `save_every_seconds` have passed since the last write, and on stop, finish or an error.
+    """
 
     def on_epoch_end(self, loop: EpochLoop, epoch: EpochEnd) -> None:
         if not loop.setup.chief:
@@ -163,66 +194,32 @@ class ModelWriter(LoopPart):
         if not loop.setup.folder.has_model():  # the first usable model: at once
             loop.setup.folder.save_model(loop.setup.model)
             self.timer.wrote()
-        else:
-            if epoch.improved_run:
-                self.best = snapshot_weights(loop.setup.model)
-            if self.timer.due():
-                self._write_best(loop)
+            return
+        if epoch.improved_run:
+            self.pending = snapshot_weights(loop.setup.model)
+        self.write_if_due(loop)
 
     def on_stop(self, loop: EpochLoop) -> None:
-        if not loop.setup.chief:
-            return
-        self._write_best(loop)
-        if not loop.setup.folder.has_model():
+        super().on_stop(loop)
+        if loop.setup.chief and not loop.setup.folder.has_model():
             loop.setup.folder.save_model(loop.setup.model)
 
-    def on_finish(self, loop: EpochLoop) -> None:
-        if loop.setup.chief:
-            self._write_best(loop)
-
-    def on_failure(self, loop: EpochLoop) -> None:
-        self.on_finish(loop)
-
-    def _write_best(self, loop: EpochLoop) -> None:
-        if self.best is None:
-            return
-        with weights_held(loop.setup.model, self.best):
+    def write(self, loop: EpochLoop, value: list[np.ndarray]) -> None:
+        with weights_held(loop.setup.model, value):
             loop.setup.folder.save_model(loop.setup.model)
-        self.best = None
-        self.timer.wrote()
 
 
-class CheckpointWriter(LoopPart):
-    """checkpoint/ for resume: every epoch's end is kept in memory, written when `save_every_seconds` have
-    passed since the last write, and on stop, finish or an error."""
-
-    def __init__(self, save_every_seconds: float = 0.0) -> None:
-        self.timer = WriteTimer(save_every_seconds)
-        self.pending: CheckpointSnapshot | None = None
+class CheckpointWriter(DeferredWriter):
+    """checkpoint/ for resume: every epoch's end is kept in memory (`pending`), written when `save_every_seconds`
+    have passed since the last write, and on stop, finish or an error."""
 
     def on_epoch_end(self, loop: EpochLoop, epoch: EpochEnd) -> None:
-        if not loop.setup.chief:
-            return
-        self.pending = checkpoint_snapshot(loop)
-        if self.timer.due():
-            self._write_pending(loop)
-
-    def on_stop(self, loop: EpochLoop) -> None:
         if loop.setup.chief:
-            self._write_pending(loop)
+            self.pending = checkpoint_snapshot(loop)
+            self.write_if_due(loop)
 
-    def on_finish(self, loop: EpochLoop) -> None:
-        self.on_stop(loop)
-
-    def on_failure(self, loop: EpochLoop) -> None:
-        self.on_stop(loop)
-
-    def _write_pending(self, loop: EpochLoop) -> None:
-        if self.pending is None:
-            return
-        save_checkpoint(loop, self.pending)
-        self.pending = None
-        self.timer.wrote()
+    def write(self, loop: EpochLoop, value: CheckpointSnapshot) -> None:
+        save_checkpoint(loop, value)
 
 
 class HistoryWriter(LoopPart):
