@@ -377,15 +377,34 @@ def training_table(training: dict) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_photo_arguments(parser: argparse.ArgumentParser, fewest_classes: int, data_help: str) -> None:
+    """--photos, --classes, --size and --data: the phone photos a photo benchmark makes, or the folder it is given."""
     parser.add_argument("--photos", type=int, default=300, help="photos to make (default: %(default)s)")
     parser.add_argument("--classes", type=int, default=5,
-                        help=f"classes to spread them over, 1-{len(PHOTO_CLASSES)} (default: %(default)s)")
+                        help=f"classes to spread them over, {fewest_classes}-{len(PHOTO_CLASSES)} (default: %(default)s)")
     parser.add_argument("--size", type=parse_size, default=(4032, 3024), metavar="WxH",
                         help="photo size, width x height (default: 4032x3024)")
-    parser.add_argument("--data", default=None, metavar="DIR",
-                        help="use the JPEGs of this folder-per-class tree instead of making photos")
+    parser.add_argument("--data", default=None, metavar="DIR", help=data_help)
+
+
+def photo_folder(args: argparse.Namespace, workdir: Path, parser: argparse.ArgumentParser, results: dict) -> Path:
+    """The folder of add_photo_arguments' flags: --data checked, else the photos written into workdir/photos
+    (their time in results["photos_written_s"])."""
+    folder = Path(args.data) if args.data else workdir / "photos"
+    if args.data:
+        if not folder.is_dir():
+            parser.error(f"--data {folder} is not a folder")
+    else:
+        log(f"[photos] writing {args.photos} photos of {args.size[0]}x{args.size[1]} into {folder} ...")
+        start = time.perf_counter()
+        make_photos(folder, args.photos, args.classes, args.size)
+        results["photos_written_s"] = time.perf_counter() - start
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_photo_arguments(parser, 1, "use the JPEGs of this folder-per-class tree instead of making photos")
     parser.add_argument("--threads", type=int, default=None,
                         help="decode threads (default: decode_thread_count, as the scanner uses)")
     parser.add_argument("--repeats", type=int, default=1,
@@ -411,15 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     workdir = Path(tempfile.mkdtemp(prefix="imgclf-bench-photos-"))
     try:
-        folder = Path(args.data) if args.data else workdir / "photos"
-        if args.data:
-            if not folder.is_dir():
-                parser.error(f"--data {folder} is not a folder")
-        else:
-            log(f"[photos] writing {args.photos} photos of {args.size[0]}x{args.size[1]} into {folder} ...")
-            start = time.perf_counter()
-            make_photos(folder, args.photos, args.classes, args.size)
-            results["photos_written_s"] = time.perf_counter() - start
+        folder = photo_folder(args, workdir, parser, results)
         files = photo_files(folder)
         if not files:
             parser.error(f"no JPEG files under {folder}")

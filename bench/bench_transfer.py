@@ -71,7 +71,7 @@ from typing import Callable, Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bench_photos import make_photos, parse_size  # noqa: E402  (the same photos, the same --size)
+from bench_photos import add_photo_arguments, photo_folder  # noqa: E402  (the same photos, the same flags)
 from imgclf_core.data.synthetic_photos import PHOTO_CLASSES  # noqa: E402
 
 BACKBONE = "efficientnet_lite0"
@@ -492,12 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     from imgclf_core.training.recommend import PRETRAINED_TRAINING
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", type=int, default=300, help="photos to make (default: %(default)s)")
-    parser.add_argument("--classes", type=int, default=5,
-                        help=f"classes to spread them over, 2-{len(PHOTO_CLASSES)} (default: %(default)s)")
-    parser.add_argument("--size", type=parse_size, default=(4032, 3024), metavar="WxH",
-                        help="photo size, width x height (default: 4032x3024)")
-    parser.add_argument("--data", default=None, metavar="DIR", help="use this dataset folder instead of making photos")
+    add_photo_arguments(parser, 2, "use this dataset folder instead of making photos")
     parser.add_argument("--head-epochs", type=int, default=PRETRAINED_TRAINING.epochs,
                         help="head epochs, both sides (default: %(default)s, imgclf's recommendation for photos)")
     parser.add_argument("--fine-tune-epochs", type=int, default=PRETRAINED_TRAINING.fine_tune_epochs,
@@ -560,15 +555,7 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, workdir
         "config": {**vars(args), "size": list(args.size)},
         "weights_cache_copied": weights_copied,
     }
-    folder = Path(args.data) if args.data else workdir / "photos"
-    if args.data:
-        if not folder.is_dir():
-            parser.error(f"--data {folder} is not a folder")
-    else:
-        log(f"[photos] writing {args.photos} photos of {args.size[0]}x{args.size[1]} into {folder} ...")
-        started = time.perf_counter()
-        make_photos(folder, args.photos, args.classes, args.size)
-        results["photos_written_s"] = time.perf_counter() - started
+    folder = photo_folder(args, workdir, parser, results)
 
     started = time.perf_counter()
     index = scan_dataset(folder)
