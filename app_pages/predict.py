@@ -120,9 +120,9 @@ def result_ui(predictor, model_key: str, result: dict, opacity: float, colormap:
         labels = [label for label, _ in result["top_k"]]
         unlike = result.get("unfamiliar")
         if unlike and unlike["flagged"]:
-            st.warning(f"Unlike the training data: this image's features are far from every training image's "
-                       f"(score {unlike['score']:.3f}, while 95% of the validation images score at most "
-                       f"{unlike['threshold']:.3f}). The model has never seen anything like it, so "
+            st.warning(f"Unlike the training data: this image's features are far from every class of "
+                       f"the training images (distance {unlike['score']:.2f}, while 95% of the validation images "
+                       f"score at most {unlike['threshold']:.2f}). The model has never seen anything like it, so "
                        f"'{labels[0]}' may mean nothing.", icon="⚠️")
         left, middle, right = st.columns([2, 2, 3])
         explained = right.selectbox("Grad-CAM explains", labels, key=f"predict_class:{result['file_id']}")

@@ -65,7 +65,7 @@ def unfamiliar_lines(run_dir: Path, test_dir: Path | None) -> list[str]:
     if predictor.familiarity is None:
         return ["  the run has no unfamiliar-image model (made before it, or not evaluated)"]
     lines = [f"  threshold {predictor.familiarity.threshold:.4f} (95% of the validation images at or below), "
-             f"k = {predictor.familiarity.k}, {len(predictor.familiarity.train_features):,} training images kept"]
+             f"Mahalanobis distance to the nearest of {len(predictor.familiarity.class_means)} classes"]
     if test_dir is not None:
         index = scan_dataset(test_dir)
         images = decode_records(index.root, index.records, DataConfig(image_size=predictor.image_size,

@@ -390,7 +390,7 @@ def print_predictions(results: list[dict]) -> None:
             print(f"  {entry['label']:<{width}}  {entry['probability']:.4f}")
         unlike = item.get("unfamiliar")
         if unlike and unlike["flagged"]:
-            print(f"  note: unlike the training data (score {unlike['score']:.3f} > {unlike['threshold']:.3f}): "
+            print(f"  note: unlike the training data (distance {unlike['score']:.2f} > {unlike['threshold']:.2f}): "
                   "the classes above may mean nothing for it")
         if item["gradcam"]:
             print(f"  grad-cam: {item['gradcam']}")

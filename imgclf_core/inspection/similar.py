@@ -21,7 +21,6 @@ import numpy as np
 
 from imgclf_core.data.dataset import DatasetIndex, ImageRecord
 from imgclf_core.data.images import ImageSource, decode_image, read_image_bytes
-from imgclf_core.training.familiarity import unit_rows
 
 ProgressCallback = Callable[[int, int], None]
 DEFAULT_TOP = 12
@@ -96,6 +95,12 @@ class SimilarityIndex:
         return [Neighbour(self.records[row].path, self.records[row].label, float(1.0 - similarities[row]),
                           label is not None and self.records[row].label != label)
                 for row in best]
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (a zero row stays zero), as C-contiguous float32."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def embed_image(source: ImageSource) -> np.ndarray:

@@ -201,7 +201,7 @@ def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
     temperature = fit_temperature(*raw[VALIDATION]) if VALIDATION in raw else 1.0
     folder.write_calibration(temperature, len(raw[VALIDATION][0]) if VALIDATION in raw else 0)
     if VALIDATION in features and data.train_images is not None and len(data.train_images):
-        folder.write_familiarity(_familiarity(predict, data.train_images, features[VALIDATION]))
+        folder.write_familiarity(_familiarity(predict, data, features[VALIDATION]))
     evaluation, paths, splits, true_parts, probability_parts = {}, [], [], [], []
     for split, _, records in held_out:
         true_indices, probabilities = raw[split]
@@ -217,16 +217,18 @@ def write_run_evaluation(run_dir: Path, data: TrainingData) -> None:
                              splits)
 
 
-def _familiarity(predict, train_images: np.ndarray, validation_features: np.ndarray):
-    """The unfamiliar-image model: features of a sample of the training images, the validation threshold."""
+def _familiarity(predict, data: TrainingData, validation_features: np.ndarray):
+    """The unfamiliar-image model: class statistics of a sample of the training features, the validation threshold."""
     from imgclf_core.training.familiarity import fit_familiarity, sample_size, training_sample
 
+    train_images = data.train_images
     sample = training_sample(len(train_images), sample_size(train_images.shape[1]))
+    labels = encode_labels([data.train_records[index] for index in sample], data.class_names)
     train_features = np.concatenate([
         predict(np.asarray(train_images[sample[start:start + FEATURE_BATCH]]))[0].numpy()
         for start in range(0, len(sample), FEATURE_BATCH)
     ])
-    return fit_familiarity(train_features, validation_features)
+    return fit_familiarity(train_features, labels, validation_features)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
