@@ -172,9 +172,10 @@ def prediction_filter_ui(index: DatasetIndex):
         return None
     if not st.toggle(f"Filter by what the model of {run_dir.name} thinks", key="grid_by_prediction"):
         return None
-    predictions = dataset_predictions_of(index, str(run_dir))
-    if predictions is None:
+    outputs = dataset_predictions_of(index, str(run_dir))
+    if outputs is None:
         return None
+    predictions = outputs.predicted
     st.session_state[GRID_PREDICTIONS] = predictions
     columns = st.columns([2, 2, 3])
     classes = sorted({predicted for predicted, _ in predictions.values()})

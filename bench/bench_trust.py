@@ -7,7 +7,9 @@ For a finished run (e.g. `imgclf train` on the full Fashion-MNIST tree) it print
 - the share of the test images flagged as unlike the training data, and of scikit-image's photos
   (cat, coffee, astronaut, rocket, ...), by the run's unfamiliar-image model;
 - accuracy and time of the test split with and without the test-time flip (`imgclf evaluate [--flip-tta]`);
-- the int8 TFLite export's size and top-1 agreement against the float model, beside the float32 one.
+- the int8 TFLite export's size and top-1 agreement against the float model, beside the float32 one;
+- how often More like this finds images of the query's class, by the run's model (and the ImageNet
+  embeddings with --similar-imagenet).
 """
 
 from __future__ import annotations
@@ -92,6 +94,37 @@ def unfamiliar_lines(run_dir: Path, test_dir: Path | None) -> list[str]:
     return lines
 
 
+def similar_lines(run_dir: Path, data_dir: Path, imagenet: bool) -> list[str]:
+    """How often the 8 nearest images share the query's class, by the run's model (and the ImageNet
+    embeddings), over every image of `data_dir`; for shirts, how many are shirts or T-shirts/tops."""
+    from imgclf_core.data.dataset import scan_dataset
+    from imgclf_core.inspection.predict import Predictor
+    from imgclf_core.inspection.similar import SimilarityIndex
+
+    index = scan_dataset(data_dir)
+    labels = np.array([record.label for record in index.records])
+    indexes = [("the run's model", SimilarityIndex.of_run(Predictor.from_run(run_dir), index))]
+    if imagenet:
+        indexes.append(("ImageNet embeddings", SimilarityIndex.of_dataset(index)))
+    lines = [f"  {data_dir}: {len(labels):,} images, each against all the others"]
+    for name, similarity in indexes:
+        same, shirt_share = [], []
+        for start in range(0, len(labels), 1024):
+            scores = similarity.unit[start:start + 1024] @ similarity.unit.T
+            scores[np.arange(len(scores)), np.arange(start, start + len(scores))] = -np.inf
+            nearest = np.argpartition(-scores, 8, axis=1)[:, :8]
+            rows = labels[start:start + 1024]
+            same.append((labels[nearest] == rows[:, None]).mean(axis=1))
+            shirt_share.append(np.isin(labels[nearest], ("shirt", "tshirt_top")).mean(axis=1)[rows == "shirt"])
+        same, shirt_share = np.concatenate(same), np.concatenate(shirt_share)
+        line = f"    {name:<20} 8 nearest of the same class {same.mean():.1%}"
+        if len(shirt_share):
+            line += (f"; a shirt's: shirts or tops {shirt_share.mean():.1%}, shirts with >= 5 of 8 "
+                     f"{(shirt_share >= 5 / 8).mean():.1%}")
+        lines.append(line)
+    return lines
+
+
 def flip_lines(run_dir: Path, data_dir: str | None) -> list[str]:
     target = [str(run_dir)] + ([data_dir] if data_dir else [])
     plain, plain_seconds = imgclf("evaluate", *target, "--json")
@@ -124,6 +157,11 @@ def main() -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--test-dir", type=Path, default=None,
                         help="a folder-per-class test set for the unfamiliar share (default: the run's own test split)")
+    parser.add_argument("--similar-dir", type=Path, default=None,
+                        help="the folder whose images More like this is scored on (default: the test folder, else the "
+                             "run's data)")
+    parser.add_argument("--similar-imagenet", action="store_true",
+                        help="score the ImageNet embeddings too (embeds every image not in the cache: slow for 10,000)")
     args = parser.parse_args()
     from imgclf_core.training.run_folder import RunFolder
 
@@ -134,6 +172,8 @@ def main() -> int:
     print(f"imgclf trust benchmark: {args.run_dir.name} ({config.model.name}, data {Path(config.data_dir).name})")
     print("calibration (fitted on validation):", *calibration_lines(args.run_dir), sep="\n")
     print("unfamiliar images:", *unfamiliar_lines(args.run_dir, test_dir), sep="\n")
+    print("more like this:", *similar_lines(args.run_dir, args.similar_dir or test_dir or Path(config.data_dir),
+                                            args.similar_imagenet), sep="\n")
     print("test-time flip:", *flip_lines(args.run_dir, str(args.test_dir) if args.test_dir else None), sep="\n")
     print("int8 export (golden: 200 validation images):", *int8_lines(args.run_dir), sep="\n")
     return 0

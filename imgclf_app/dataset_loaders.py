@@ -94,9 +94,9 @@ def quality_report_of(index: DatasetIndex, compute: bool):
                             "Checking image quality", "once; cached by content")
 
 
-def dataset_predictions_of(index: DatasetIndex, run_dir: str) -> dict | None:
-    """{path: (predicted class, confidence)} of the run's model on every image, once per scan and model (a bar
-    while it predicts); None with a message when the model cannot load."""
+def dataset_predictions_of(index: DatasetIndex, run_dir: str):
+    """The run's model on every image (DatasetPredictions: class, confidence, features), once per scan and
+    model (a bar while it predicts); None with a message when the model cannot load."""
     from imgclf_app.model_state import model_file_stamp, predictor_or_report
     from imgclf_core.inspection.predict import predict_dataset
 

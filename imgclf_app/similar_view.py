@@ -1,7 +1,10 @@
 """More like this: the dataset's images nearest to one image (a dataset image or an upload), on any page.
 
-The search itself is imgclf_core.inspection.similar; the first query of a dataset embeds the images the
-cache lacks (a progress bar), later ones reuse the index kept here for the process.
+The search itself is imgclf_core.inspection.similar: by the features of the current run's model when the
+dataset has a trained run (they tell the dataset's own look-alikes apart), or by the ImageNet embeddings
+(a choice in the dialog; the only one without a run). The first query of a dataset embeds the images the
+cache lacks, or runs the model over them (a progress bar); later ones reuse the index kept here for the
+process.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from imgclf_app.dataset_loaders import compute_for_scan, kept_for_scan
+from imgclf_app.current_run import current_run_dir
+from imgclf_app.dataset_loaders import compute_for_scan, dataset_predictions_of, kept_for_scan
 from imgclf_app.session_keys import SIMILAR_NOW
 from imgclf_app.views import in_columns
 from imgclf_core.data.dataset import DatasetIndex
 from imgclf_core.data.images import ImageDecodeError
 from imgclf_core.data.thumbnails import display_array
+from imgclf_core.training.run_folder import RunFolder
 
 SIMILAR_TOP = 8
 SIMILAR_COLUMNS = 4
@@ -35,7 +40,28 @@ class SimilarQuery:
 
 
 def similarity_index(index: DatasetIndex):
-    """The dataset's SimilarityIndex, built once per scan (embedding what the cache lacks, with a bar)."""
+    """The dataset's SimilarityIndex: by the current run's model or by the ImageNet embeddings, as picked in
+    the dialog (by the model when the run has one, unless the user picks ImageNet)."""
+    from imgclf_app.model_state import predictor_or_report
+    from imgclf_core.inspection.similar import IMAGENET_EMBEDDINGS, SimilarityIndex
+
+    run_dir = current_run_dir(index.root)
+    if run_dir is not None and RunFolder(run_dir).has_model():
+        by_model = f"the model of {run_dir.name}"
+        choice = st.radio("Compare by", [by_model, IMAGENET_EMBEDDINGS], horizontal=True, key="similar_by",
+                          help="The run's model knows this dataset's look-alikes (a shirt from a pullover); the "
+                               "ImageNet embeddings do not depend on its labels, nor on a run.")
+        if choice == by_model:
+            outputs = dataset_predictions_of(index, str(run_dir))
+            predictor = predictor_or_report(str(run_dir))
+            if outputs is not None and predictor is not None:
+                return SimilarityIndex.of_run(predictor, index, features=outputs.features, run_name=run_dir.name)
+    return imagenet_similarity_index(index)
+
+
+def imagenet_similarity_index(index: DatasetIndex):
+    """The dataset's SimilarityIndex by the ImageNet embeddings, built once per scan (embedding what the cache
+    lacks, with a bar)."""
     from imgclf_core.inspection.similar import SimilarityIndex
 
     kept = kept_for_scan("similarity", index)
@@ -65,7 +91,7 @@ def similar_images_ui(index: DatasetIndex, query: SimilarQuery, top: int = SIMIL
         return
     differing = sum(neighbour.label_differs for neighbour in neighbours)
     about = f"the dataset's copy {same_as}" if same_as and query.path is None else query.name
-    st.caption(f"The {len(neighbours)} images nearest to {about} by their ImageNet embeddings "
+    st.caption(f"The {len(neighbours)} images nearest to {about} by {similarity.described} "
                "(distance: 1 − cosine similarity, 0 = the same picture)"
                + (f"; :red[{differing} carry a class other than {query.label or 'its own'}]: look-alikes under "
                   "another class are where wrong labels hide." if differing else "."))

@@ -492,11 +492,14 @@ def add_similar_parser(commands: argparse._SubParsersAction) -> None:
     from imgclf_core.inspection.similar import DEFAULT_TOP
 
     similar = commands.add_parser(
-        "similar", help="the images of a dataset nearest to an image (offline ImageNet embeddings, cached)",
+        "similar", help="the images of a dataset nearest to an image (offline ImageNet embeddings, cached; "
+                        "or a run's model)",
     )
     similar.add_argument("data_dir", metavar="DATA_DIR")
     similar.add_argument("image", metavar="IMAGE", help="an image of the dataset or any other image file")
     similar.add_argument("--top", type=int, default=DEFAULT_TOP, help="neighbours listed (default: %(default)s)")
+    similar.add_argument("--run", metavar="RUN_DIR", default=None,
+                         help="compare by the features of this run's model instead of the ImageNet embeddings")
     similar.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     similar.set_defaults(handler=run_similar)
 
@@ -504,6 +507,7 @@ def add_similar_parser(commands: argparse._SubParsersAction) -> None:
 def run_similar(args: argparse.Namespace) -> int:
     from imgclf_core.data.dataset import scan_dataset
     from imgclf_core.data.images import ImageDecodeError
+    from imgclf_core.inspection.predict import Predictor
     from imgclf_core.inspection.similar import SimilarityIndex, query_similar
 
     if args.top < 1:
@@ -511,7 +515,11 @@ def run_similar(args: argparse.Namespace) -> int:
     if not Path(args.image).is_file():
         raise BadInput(f"image not found: {args.image}")
     index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
-    similarity = SimilarityIndex.of_dataset(index, progress=StderrProgressBar("embed"))
+    if args.run is not None:
+        similarity = SimilarityIndex.of_run(Predictor.from_run(args.run), index, progress=StderrProgressBar("decode"),
+                                            run_name=Path(args.run).name)
+    else:
+        similarity = SimilarityIndex.of_dataset(index, progress=StderrProgressBar("embed"))
     try:
         neighbours, same_as = query_similar(similarity, args.image, args.top)
     except ImageDecodeError as error:
@@ -520,13 +528,13 @@ def run_similar(args: argparse.Namespace) -> int:
              for neighbour in neighbours]
     if args.json:
         document = {"image": args.image, "dataset_image": os.path.join(args.data_dir, same_as) if same_as else None,
-                    "neighbours": shown}
+                    "by": similarity.described, "neighbours": shown}
         json.dump(document, sys.stdout, ensure_ascii=False, indent=1)
         sys.stdout.write("\n")
         return EXIT_OK
     query = f"{args.image} (in the dataset as {same_as})" if same_as else args.image
-    print(f"{len(shown)} images of {args.data_dir} nearest to {query} (distance: 1 - cosine similarity; "
-          "! marks a label other than the query's):")
+    print(f"{len(shown)} images of {args.data_dir} nearest to {query} by {similarity.described} "
+          "(distance: 1 - cosine similarity; ! marks a label other than the query's):")
     for rank, item in enumerate(shown, start=1):
         mark = "!" if item["label_differs"] else " "
         print(f"  {rank:>3}. {item['distance']:.4f} {mark} {item['label']:<20} {item['path']}")

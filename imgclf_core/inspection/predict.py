@@ -7,6 +7,7 @@ once per model: a warm single-image prediction is a graph call.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -115,17 +116,33 @@ class Predictor:
         chunks = [predict(batch[start:start + batch_size]).numpy() for start in range(0, len(batch), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.class_names)), np.float32)
 
+    def features_and_probabilities(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+                                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The features the classifier reads (N, D) and the probabilities (N, K) of a uint8 batch, one forward
+        pass per chunk (the test-time flip, when on, adds its own pass for the probabilities)."""
+        batch = self._checked_batch(images)
+        if self._features_and_predict is None:
+            self._features_and_predict = compiled_features_and_forward(self.model)
+        outputs = [self._features_and_predict(batch[start:start + batch_size]) for start in range(0, len(batch), batch_size)]
+        if not outputs:
+            return np.zeros((0, 0), np.float32), np.zeros((0, len(self.class_names)), np.float32)
+        features = np.concatenate([chunk_features.numpy() for chunk_features, _ in outputs])
+        if self.flip_average:
+            return features, self.predict_arrays(batch, batch_size)
+        return features, np.concatenate([chunk_probabilities.numpy() for _, chunk_probabilities in outputs])
+
     def unfamiliar(self, images: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> list[dict] | None:
         """Per image of a uint8 batch: {"score", "threshold", "flagged"} (flagged: unlike the training data,
         see training.familiarity); None when the model has no unfamiliar-image model."""
         if self.familiarity is None:
             return None
-        batch = self._checked_batch(images)
-        if self._features_and_predict is None:
-            self._features_and_predict = compiled_features_and_forward(self.model)
-        features = [self._features_and_predict(batch[start:start + batch_size])[0].numpy()
-                    for start in range(0, len(batch), batch_size)]
-        scores = self.familiarity.scores(np.concatenate(features)) if features else np.zeros(0)
+        return self.unfamiliar_of_features(self.features_and_probabilities(images, batch_size)[0])
+
+    def unfamiliar_of_features(self, features: np.ndarray) -> list[dict] | None:
+        """unfamiliar() for features features_and_probabilities gave (no second forward pass)."""
+        if self.familiarity is None:
+            return None
+        scores = self.familiarity.scores(features) if len(features) else np.zeros(0)
         threshold = round(self.familiarity.threshold, 6)
         return [{"score": round(float(score), 6), "threshold": threshold, "flagged": bool(score > threshold)}
                 for score in scores]
@@ -180,11 +197,16 @@ class Predictor:
         if not good:
             return results
         batch = np.stack(images)
-        if overlay_names is None:
-            probabilities, heatmaps = self._predict(batch).numpy(), [None] * len(good)
-        else:
+        familiarity = None
+        if overlay_names is not None:
             probabilities, heatmaps = self.explain_batch(batch)
-        familiarity = self.unfamiliar(batch) or [None] * len(good)
+            familiarity = self.unfamiliar(batch)
+        elif self.familiarity is not None:
+            features, probabilities = self.features_and_probabilities(batch)
+            familiarity, heatmaps = self.unfamiliar_of_features(features), [None] * len(good)
+        else:
+            probabilities, heatmaps = self._predict(batch).numpy(), [None] * len(good)
+        familiarity = familiarity or [None] * len(good)
         for position, row, heatmap, data, unlike in zip(good, probabilities, heatmaps, raw_bytes, familiarity):
             results[position]["top_k"] = [{"label": label, "probability": p} for label, p in self.top_k(row, k)]
             results[position]["unfamiliar"] = unlike
@@ -237,19 +259,30 @@ def predict_index(
     return np.concatenate(chunks) if chunks else np.zeros((0, num_classes), np.float32)
 
 
+@dataclass(frozen=True)
+class DatasetPredictions:
+    """What a run's model makes of every image of a scanned dataset (index.records order for `features`)."""
+
+    predicted: dict[str, tuple[str, float]]  # path -> (predicted class, its probability)
+    features: np.ndarray  # (N, D) float32: the features the classifier reads (similar images by the run's model)
+
+
 def predict_dataset(predictor: Predictor, index: DatasetIndex, progress: ProgressCallback | None = None
-                    ) -> dict[str, tuple[str, float]]:
-    """{path: (predicted class, its probability)} for every image of a scanned dataset (the Dataset grid's
-    filter by what the model thinks); decoding goes through the pipeline's cache for big datasets."""
+                    ) -> DatasetPredictions:
+    """The model's class, confidence and features for every image of a scanned dataset (the Dataset grid's
+    filter by what the model thinks, and More like this by the run's model), one forward pass each; decoding
+    goes through the pipeline's cache for big datasets."""
     data_config = DataConfig(image_size=predictor.image_size, color_mode=predictor.color_mode)
     images = decode_records(index.root, index.records, data_config, progress=progress)
     predicted: dict[str, tuple[str, float]] = {}
+    features = []
     for start in range(0, len(images), DEFAULT_BATCH_SIZE):
-        batch = predictor.predict_arrays(np.asarray(images[start:start + DEFAULT_BATCH_SIZE]))
+        batch_features, batch = predictor.features_and_probabilities(np.asarray(images[start:start + DEFAULT_BATCH_SIZE]))
+        features.append(batch_features)
         for record, row in zip(index.records[start:start + DEFAULT_BATCH_SIZE], batch):
             best = int(np.argmax(row))
             predicted[record.path] = (predictor.class_names[best], float(row[best]))
-    return predicted
+    return DatasetPredictions(predicted, np.concatenate(features) if features else np.zeros((0, 0), np.float32))
 
 
 def write_gradcam_overlay(path: str | os.PathLike, image: np.ndarray, heatmap: np.ndarray, opacity: float = 0.4) -> None:

@@ -1,8 +1,11 @@
-"""Find similar images: the nearest images of a dataset to any image, by its ImageNet embedding.
+"""Find similar images: the nearest images of a dataset to any image, by its ImageNet embedding or by
+the features of a run's model.
 
-The vectors are the audit's (imgclf_core.inspection.audit.compute_embeddings: EfficientNet-Lite0's
-1280-d pooling output, cached by file content), centred on the dataset's mean and scaled to unit
-length. A query is exact: one matrix-vector product over every image and a partial sort, no
+The vectors are either the audit's (imgclf_core.inspection.audit.compute_embeddings: EfficientNet-Lite0's
+1280-d pooling output, cached by file content: independent of the labels) or a trained run's (the
+features its classifier reads, predict_dataset: they know the dataset's own look-alikes, e.g. shirts from
+pullovers, which ImageNet's features of 28 px clothes mostly do not), centred on the dataset's mean and
+scaled to unit length. A query is exact: one matrix-vector product over every image and a partial sort, no
 approximate index. Over 100,000 images that is 100,000 x 1280 float32 (512 MB) read once per query
 (bench/bench_similar.py measures it). Distance is 1 - cosine similarity: 0 for the same picture,
 about 1 for unrelated ones.
@@ -38,12 +41,19 @@ class Neighbour:
                 "label_differs": self.label_differs}
 
 
-class SimilarityIndex:
-    """Unit-length centred embeddings of a dataset's images, searched exactly."""
+IMAGENET_EMBEDDINGS = "ImageNet embeddings"
 
-    def __init__(self, records: Sequence[ImageRecord], embeddings: np.ndarray) -> None:
+
+class SimilarityIndex:
+    """Unit-length centred embeddings of a dataset's images, searched exactly; `embed` turns an image outside
+    the dataset (path or bytes) into a raw vector of the same kind, `described` says which kind."""
+
+    def __init__(self, records: Sequence[ImageRecord], embeddings: np.ndarray,
+                 embed: Callable[[ImageSource], np.ndarray] | None = None, described: str = IMAGENET_EMBEDDINGS) -> None:
         if len(records) != len(embeddings):
             raise ValueError(f"{len(records)} records but {len(embeddings)} embeddings")
+        self.embed = embed or embed_image
+        self.described = described
         self.records = list(records)
         vectors = np.asarray(embeddings, dtype=np.float32)
         self.mean = vectors.mean(axis=0, dtype=np.float64).astype(np.float32) if len(vectors) else None
@@ -59,6 +69,18 @@ class SimilarityIndex:
         from imgclf_core.inspection.audit import compute_embeddings
 
         return cls(index.records, compute_embeddings(index, progress=progress))
+
+    @classmethod
+    def of_run(cls, predictor, index: DatasetIndex, progress: ProgressCallback | None = None,
+               features: np.ndarray | None = None, run_name: str = "the run") -> SimilarityIndex:
+        """By the features of a run's model (a Predictor): every image through the model once, unless the
+        `features` of predict_dataset are given."""
+        from imgclf_core.inspection.predict import predict_dataset
+
+        if features is None:
+            features = predict_dataset(predictor, index, progress=progress).features
+        return cls(index.records, features, embed=lambda source: run_features(predictor, source),
+                   described=f"the features of {run_name}'s model")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -112,6 +134,11 @@ def embed_image(source: ImageSource) -> np.ndarray:
     return embedding_function()(image[None, ...])[0]
 
 
+def run_features(predictor, source: ImageSource) -> np.ndarray:
+    """The features a run's model (a Predictor) gives one image outside the dataset."""
+    return predictor.features_and_probabilities(predictor.load_image(source)[None, ...])[0][0]
+
+
 def query_similar(similarity: SimilarityIndex, source: ImageSource, top: int = DEFAULT_TOP,
                   label: str | None = None) -> tuple[list[Neighbour], str | None]:
     """The neighbours of any image, and the dataset path of the same bytes if the dataset has them (then
@@ -121,4 +148,4 @@ def query_similar(similarity: SimilarityIndex, source: ImageSource, top: int = D
     if row is not None:
         path = similarity.records[row].path
         return similarity.nearest_to_path(path, top), path
-    return similarity.nearest_to_vector(embed_image(data), top, label), None
+    return similarity.nearest_to_vector(similarity.embed(data), top, label), None

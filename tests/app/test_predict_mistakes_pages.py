@@ -337,7 +337,7 @@ def test_the_dataset_grid_filters_by_the_current_runs_predictions(shapes_run):
     from imgclf_core.data.dataset import scan_dataset
 
     run_dir, data = shapes_run
-    expected = predict_dataset(Predictor.from_run(run_dir), scan_dataset(data))
+    expected = predict_dataset(Predictor.from_run(run_dir), scan_dataset(data)).predicted
     wrong = sorted(path for path, (predicted, _) in expected.items() if predicted != path.split("/")[0])
     assert 0 < len(wrong) < len(expected)  # a model trained for 2 epochs: some right, some wrong
     app = open_page("app_pages/dataset.py", data)
@@ -363,3 +363,24 @@ def test_the_dataset_grid_filters_by_the_current_runs_predictions(shapes_run):
         assert len(grid()) == min(len(inside), 96), window
         assert all(window[0] <= float(caption.rsplit(" ", 1)[1].rstrip("%")) + 0.5 for caption in grid())
     assert top < 100  # so the last window, above every image, shows none
+
+
+def test_more_like_this_compares_by_the_current_runs_model_first(shapes_run):
+    from imgclf_core.data.dataset import scan_dataset
+    from imgclf_core.inspection.predict import Predictor
+    from imgclf_core.inspection.similar import IMAGENET_EMBEDDINGS, SimilarityIndex
+
+    run_dir, data = shapes_run
+    index = scan_dataset(data)
+    query = index.records[0].path
+    similarity = SimilarityIndex.of_run(Predictor.from_run(run_dir), index, run_name=run_dir.name)
+    expected = [f"`{Path(n.path).name}`" for n in similarity.nearest_to_path(query, 8)]
+    app = open_page("app_pages/dataset.py", data)
+    app.button(key=f"inspect:{query}").click().run()
+    app.button(key=f"similar:inspect:{query}").click().run()
+    assert not app.exception, app.exception
+    choice = app.radio(key="similar_by")
+    assert choice.options == [f"the model of {run_dir.name}", IMAGENET_EMBEDDINGS] and choice.index == 0
+    shown = [markdown.value.split("  \n")[1] for markdown in app.markdown if "  \n`" in markdown.value]
+    assert shown == expected
+    assert any(f"by the features of {run_dir.name}'s model" in caption.value for caption in app.caption)

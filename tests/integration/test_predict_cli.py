@@ -236,3 +236,43 @@ def test_flip_tta_averages_each_image_with_its_mirror_in_predict_and_evaluate(tm
     evaluated = run_imgclf("evaluate", str(run_dir), str(data_dir), "--json", "--flip-tta")
     assert evaluated.returncode == 0, evaluated.stderr
     assert 0.0 <= json.loads(evaluated.stdout)["accuracy"] <= 1.0
+
+
+def test_similar_by_a_runs_model_lists_the_images_nearest_in_its_features(tmp_path, run_dir, data_dir, predictor):
+    from imgclf_core.data.dataset import scan_dataset
+    from imgclf_core.inspection.similar import SimilarityIndex, query_similar
+
+    index = scan_dataset(data_dir)
+    outputs = predict_dataset_features(predictor, index)
+    query = index.records[0]
+    unit = outputs - outputs.mean(axis=0)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    order = [index.records[row].path for row in np.argsort(-(unit @ unit[0]), kind="stable") if row != 0]
+    result = run_imgclf("similar", str(data_dir), str(data_dir / query.path), "--run", str(run_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["by"] == f"the features of {run_dir.name}'s model"
+    assert [os.path.relpath(item["path"], data_dir) for item in document["neighbours"]] == order
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png_bytes(99))
+    missing = run_imgclf("similar", str(data_dir), str(outside), "--run", str(tmp_path / "no-run"))
+    assert missing.returncode == 2 and "no-run" in missing.stderr
+    # an image from outside the dataset: its features by the same model, every image ranked by them
+    similarity = SimilarityIndex.of_run(predictor, index, features=outputs, run_name=run_dir.name)
+    neighbours, same_as = query_similar(similarity, outside, top=len(index.records))
+    vector = predictor.features_and_probabilities(predictor.load_image(outside)[None])[0][0] - outputs.mean(axis=0)
+    expected = np.argsort(-(unit @ (vector / np.linalg.norm(vector))), kind="stable")
+    assert same_as is None and [n.path for n in neighbours] == [index.records[row].path for row in expected]
+
+
+def predict_dataset_features(predictor, index) -> np.ndarray:
+    """The features predict_dataset returns, checked against the model's own pass: the same rows, in order."""
+    from imgclf_core.inspection.predict import predict_dataset
+
+    outputs = predict_dataset(predictor, index)
+    images = np.stack([predictor.load_image(index.absolute_path(record.path)) for record in index.records])
+    features, probabilities = predictor.features_and_probabilities(images)
+    np.testing.assert_allclose(outputs.features, features, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(probabilities, predictor.predict_arrays(images), atol=1e-5)
+    assert outputs.predicted[index.records[0].path][0] == predictor.class_names[int(np.argmax(probabilities[0]))]
+    return features
