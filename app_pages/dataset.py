@@ -4,6 +4,7 @@ and a live preview of the training augmentation."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import streamlit as st
@@ -15,7 +16,8 @@ from imgclf_app.dataset_loaders import (
 )
 from imgclf_app.forms import augmentation_form
 from imgclf_app.session_keys import (
-    GRID_PAGE, GRID_PREDICTIONS, GRID_SHOWN, INSPECT_NOW, PREVIEW_IMAGE, PREVIEW_SEED, SIMILAR_NOW, show_in_preview,
+    GRID_PAGE, GRID_PREDICTIONS, GRID_SHOWN, INSPECT_NOW, PREVIEW_ASKED, PREVIEW_IMAGE, PREVIEW_SEED, SIMILAR_NOW,
+    show_in_preview,
 )
 from imgclf_app.sidebar import sidebar_ui
 from imgclf_app.similar_view import SimilarQuery, more_like_this_button, similar_dialog_if_asked
@@ -269,7 +271,8 @@ def duplicates_ui(index: DatasetIndex) -> None:
 
 @st.fragment
 def augmentation_preview_ui(index: DatasetIndex) -> None:
-    """Moving a setting reruns only this fragment; TensorFlow is imported only here."""
+    """Moving a setting reruns only this fragment; TensorFlow is imported only here, and only once asked for
+    when the server has not loaded it yet (its ~5 s import would hold up the page's first visit)."""
     st.subheader("Augmentation preview")
     st.caption("The settings the trainer uses (the Train page takes them from here).")
     config = augmentation_form()
@@ -287,6 +290,12 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
     count = columns[1].selectbox("Versions", PREVIEW_COUNTS, index=1, key="preview_count")
     if columns[2].button("Reshuffle", key="preview_reshuffle"):
         st.session_state[PREVIEW_SEED] = st.session_state.get(PREVIEW_SEED, 0) + 1
+    if "tensorflow" not in sys.modules and not st.session_state.get(PREVIEW_ASKED):
+        st.caption("The augmented versions are made by the trainer's own TensorFlow layers, which this server has "
+                   "not loaded yet (about 5 s, once).")
+        if not st.button("Show the augmented versions", key="preview_show"):
+            return
+        st.session_state[PREVIEW_ASKED] = True
     record = by_path[chosen]
     # The scan knows the upright size, so the file is decoded once, straight to the preview size.
     scale = min(1.0, PREVIEW_SIZE / max(record.width, record.height))

@@ -28,6 +28,7 @@ INSPECT_NOW = "inspect_now"  # set by an Inspect click, popped by the run that o
 SIMILAR_NOW = "similar_now"
 PREVIEW_IMAGE = "preview_image"
 PREVIEW_SEED = "preview_seed"
+PREVIEW_ASKED = "preview_asked"  # the augmented versions were asked for once: no button again this session
 
 # Train page
 TRAIN_FORM_FOLDER = "train_form_folder"  # the dataset the form's choices were made for

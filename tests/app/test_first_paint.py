@@ -116,3 +116,28 @@ def test_a_page_draws_its_title_before_anything_else_in_the_main_area(page, tmp_
     app = open_page(f"app_pages/{page}.py", data)
     drawn = [node for node in app.main if not isinstance(node, Block)]
     assert drawn and drawn[0].type == "title", [node.type for node in drawn[:3]]
+
+
+def test_the_dataset_page_loads_tensorflow_only_when_the_augmented_versions_are_asked_for(tmp_path):
+    """In a fresh interpreter (this test process may hold TensorFlow already): the whole page, grid and
+    charts included, runs without it; the preview's button imports it and draws the versions."""
+    data = shapes_tree(tmp_path / "shapes", per_class=4)
+    script = "\n".join([
+        "import sys",
+        "from streamlit.testing.v1 import AppTest",
+        "from imgclf_app.session_keys import DATASET_DIR_BOX",
+        f"app = AppTest.from_file({APP!r}, default_timeout={TIMEOUT}).run()",
+        f"app.sidebar.text_input(key=DATASET_DIR_BOX).set_value({str(data)!r}).run()",
+        "app.switch_page('app_pages/dataset.py').run()",
+        "assert not app.exception, app.exception",
+        "versions = lambda: [image for image in app.get('image') if image.captions and image.captions[0] == 'original']",
+        "print('before', 'tensorflow' in sys.modules, len(versions()), len(app.get('vega_lite_chart')))",
+        "app.button(key='preview_show').click().run()",
+        "assert not app.exception, app.exception",
+        "print('after', 'tensorflow' in sys.modules, len(versions()))",
+    ])
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    before, after = result.stdout.split("\n")[-3:-1]
+    assert before.split()[:3] == ["before", "False", "0"] and int(before.split()[3]) > 0  # the charts are drawn
+    assert after == "after True 1"

@@ -107,8 +107,15 @@ def test_the_preview_offers_the_grid_page_and_the_page_sees_files_added_since_th
     assert metrics(app)["Images"] == "41"
 
 
+def show_augmented_versions(app) -> None:
+    """Click "Show the augmented versions" when this process has not loaded TensorFlow yet (else they show)."""
+    if any(button.key == "preview_show" for button in app.button):
+        app.button(key="preview_show").click().run()
+
+
 def test_augmentation_preview_renders_the_chosen_number_of_versions(odd_dataset):
     app = open_page("app_pages/dataset.py", odd_dataset)
+    show_augmented_versions(app)
     app.selectbox(key="preview_count").set_value(4).run()
     preview = [image for image in app.get("image") if image.captions and image.captions[0] == "original"]
     assert len(preview) == 1 and preview[0].captions == ["original", "#1", "#2", "#3", "#4"]
