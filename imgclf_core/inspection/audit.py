@@ -111,7 +111,7 @@ def audit_dataset(
     """Rank likely label errors and group near-duplicates of a scanned dataset.
 
     `progress(phase, done, total)` hears every phase of AUDIT_PHASES, in order, from (0, total) to
-    (total, total): embedded images, fitted folds, decoded thumbnails, then the map.
+    (total, total): embedded images, fitted folds, decoded thumbnails and compared rows, then the map.
     """
     if len(index.class_names) < 2:
         raise ValueError(f"{index.root}: the audit needs at least two classes with images")
@@ -329,17 +329,28 @@ def near_duplicate_groups(
     (the same picture, however re-encoded), or when their small grayscale thumbnails (contrast
     normalised) have cosine similarity >= pixel_similarity: measured on Fashion-MNIST, a resized and
     JPEG re-encoded copy scores >= 0.996 on 24 px thumbnails while the closest distinct pair scores 0.976.
-    `progress(done, total)` counts the images whose thumbnails are ready (cached ones at once).
+    `progress(done, total)` counts the images whose thumbnails are ready (cached ones at once), then the
+    rows of each of the two pair searches (every image against every other: at 100,000 images these take
+    minutes, the thumbnails only the first time).
     """
     if len(records) < 2:
         if progress:
             progress(len(records), len(records))
         return []
+    steps = len(unique_by_hash(records)) + 2 * len(records)
     vectors = np.asarray(embeddings, dtype=np.float32)
     vectors = vectors - vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
-    pixels = thumbnail_vectors(root, records, progress)
+    pixels = thumbnail_vectors(root, records, (lambda done, _: progress(done, steps)) if progress else None)
     pixels -= pixels.mean(axis=1, keepdims=True)
-    links = _similar_pairs(vectors, embedding_similarity) | _similar_pairs(pixels, pixel_similarity)
+    searched = steps - 2 * len(records)
+
+    def rows_done(done: int) -> None:
+        if progress:
+            progress(searched + done, steps)
+
+    links = _similar_pairs(vectors, embedding_similarity, progress=rows_done)
+    searched += len(records)
+    links |= _similar_pairs(pixels, pixel_similarity, progress=rows_done)
     return _groups_of_pairs(links, [record.path for record in records])
 
 
@@ -376,13 +387,18 @@ def thumbnail_vectors(root: str | os.PathLike, records: Sequence[ImageRecord],
     return np.stack([vectors[record.sha256] for record in records]).astype(np.float32)
 
 
-def _similar_pairs(vectors: np.ndarray, threshold: float, chunk: int = 1024) -> set[tuple[int, int]]:
-    """(i, j), i < j, whose rows have cosine similarity >= threshold (chunked: never an N x N matrix)."""
+def _similar_pairs(vectors: np.ndarray, threshold: float, chunk: int = 1024,
+                   progress: Callable[[int], None] | None = None) -> set[tuple[int, int]]:
+    """(i, j), i < j, whose rows have cosine similarity >= threshold (chunked: never an N x N matrix; each
+    chunk of rows only against itself and the rows after it, half the products of the whole square).
+    `progress(rows done)` after each chunk."""
     unit = vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12)
     pairs: set[tuple[int, int]] = set()
     for start in range(0, len(unit), chunk):
-        rows, columns = np.nonzero(unit[start:start + chunk] @ unit.T >= threshold)
-        pairs.update((int(row), int(column)) for row, column in zip(rows + start, columns) if column > row)
+        rows, columns = np.nonzero(unit[start:start + chunk] @ unit[start:].T >= threshold)
+        pairs.update((int(row), int(column)) for row, column in zip(rows + start, columns + start) if column > row)
+        if progress:
+            progress(min(start + chunk, len(unit)))
     return pairs
 
 

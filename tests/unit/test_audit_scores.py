@@ -166,3 +166,17 @@ def test_the_map_is_the_pca_of_the_embeddings_whatever_sign_or_sample():
     assert np.allclose(audit.pca_projection(features, 2), projected)  # the same signs every time
     sampled = audit.pca_projection(features, 2, sample=150)
     assert min(abs(np.corrcoef(sampled[:, c], reference[:, c])[0, 1]) for c in range(2)) > 0.95
+
+
+def test_similar_pairs_are_those_of_the_whole_square_and_progress_counts_rows():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(0, 1.0, (50, 8)).astype(np.float32)
+    vectors[30] = vectors[3] * 2 + 0.01  # near-copies across chunk boundaries (chunk 16), and within one
+    vectors[49] = vectors[17] + 0.01
+    vectors[5] = vectors[4] + 0.01
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    square = unit @ unit.T
+    expected = {(i, j) for i in range(50) for j in range(i + 1, 50) if square[i, j] >= 0.9}
+    rows = []
+    assert audit._similar_pairs(vectors, 0.9, chunk=16, progress=rows.append) == expected
+    assert {(3, 30), (17, 49), (4, 5)} <= expected and rows == [16, 32, 48, 50]
