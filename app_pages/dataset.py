@@ -269,6 +269,10 @@ def duplicates_ui(index: DatasetIndex) -> None:
         st.caption(f"…and {len(groups) - 20} more group(s): `imgclf scan --json` lists them all.")
 
 
+def _ask_for_versions() -> None:
+    st.session_state[PREVIEW_ASKED] = True  # before the rerun the click starts: it draws the versions, not the button
+
+
 @st.fragment
 def augmentation_preview_ui(index: DatasetIndex) -> None:
     """Moving a setting reruns only this fragment; TensorFlow is imported only here, and only once asked for
@@ -293,9 +297,8 @@ def augmentation_preview_ui(index: DatasetIndex) -> None:
     if "tensorflow" not in sys.modules and not st.session_state.get(PREVIEW_ASKED):
         st.caption("The augmented versions are made by the trainer's own TensorFlow layers, which this server has "
                    "not loaded yet (about 5 s, once).")
-        if not st.button("Show the augmented versions", key="preview_show"):
-            return
-        st.session_state[PREVIEW_ASKED] = True
+        st.button("Show the augmented versions", key="preview_show", on_click=_ask_for_versions)
+        return
     record = by_path[chosen]
     # The scan knows the upright size, so the file is decoded once, straight to the preview size.
     scale = min(1.0, PREVIEW_SIZE / max(record.width, record.height))
