@@ -239,15 +239,17 @@ def run_config_from_args(args: argparse.Namespace):
     return config
 
 
-# Commands that load a model: TensorFlow is imported up front, quietly (see tf_quiet). The audit imports
-# it itself, quietly too, and only when some image is not embedded yet.
+# Commands that load a model: TensorFlow is imported up front, quietly (see tf_quiet); `similar` only with
+# --run. The audit and `similar` import it themselves, quietly too, and only when some image is not
+# embedded yet.
 TENSORFLOW_COMMANDS = ("train", "evaluate", "predict", "export")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in TENSORFLOW_COMMANDS and not getattr(args, "list_models", False):
+    if (args.command in TENSORFLOW_COMMANDS and not getattr(args, "list_models", False)
+            or args.command == "similar" and args.run is not None):
         from imgclf_core.tf_quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()  # now, so its start-up lines never reach the terminal
@@ -507,7 +509,6 @@ def add_similar_parser(commands: argparse._SubParsersAction) -> None:
 def run_similar(args: argparse.Namespace) -> int:
     from imgclf_core.data.dataset import scan_dataset
     from imgclf_core.data.images import ImageDecodeError
-    from imgclf_core.inspection.predict import Predictor
     from imgclf_core.inspection.similar import SimilarityIndex, query_similar
 
     if args.top < 1:
@@ -516,6 +517,8 @@ def run_similar(args: argparse.Namespace) -> int:
         raise BadInput(f"image not found: {args.image}")
     index = scan_dataset(args.data_dir, progress=StderrProgressBar("scan"))
     if args.run is not None:
+        from imgclf_core.inspection.predict import Predictor  # TensorFlow: only for a run's model
+
         similarity = SimilarityIndex.of_run(Predictor.from_run(args.run), index, progress=StderrProgressBar("decode"),
                                             run_name=Path(args.run).name)
     else:

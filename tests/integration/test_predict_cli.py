@@ -256,7 +256,7 @@ def test_similar_by_a_runs_model_lists_the_images_nearest_in_its_features(tmp_pa
     outside = tmp_path / "outside.png"
     outside.write_bytes(png_bytes(99))
     missing = run_imgclf("similar", str(data_dir), str(outside), "--run", str(tmp_path / "no-run"))
-    assert missing.returncode == 2 and "no-run" in missing.stderr
+    assert missing.returncode == 2 and "no-run" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
     # an image from outside the dataset: its features by the same model, every image ranked by them
     similarity = SimilarityIndex.of_run(predictor, index, features=outputs, run_name=run_dir.name)
     neighbours, same_as = query_similar(similarity, outside, top=len(index.records))
