@@ -42,7 +42,7 @@ class SimilarQuery:
 def similarity_index(index: DatasetIndex):
     """The dataset's SimilarityIndex: by the current run's model or by the ImageNet embeddings, as picked in
     the dialog (by the model when the run has one, unless the user picks ImageNet)."""
-    from imgclf_app.model_state import predictor_or_report
+    from imgclf_app.model_state import model_file_stamp, predictor_or_report
     from imgclf_core.inspection.similar import IMAGENET_EMBEDDINGS, SimilarityIndex
 
     run_dir = current_run_dir(index.root)
@@ -52,10 +52,17 @@ def similarity_index(index: DatasetIndex):
                           help="The run's model knows this dataset's look-alikes (a shirt from a pullover); the "
                                "ImageNet embeddings do not depend on its labels, nor on a run.")
         if choice == by_model:
+            model = (str(run_dir), model_file_stamp(str(run_dir)))
+            kept = kept_for_scan("similarity-run", index, model)
+            if kept is not None:
+                return kept
             outputs = dataset_predictions_of(index, str(run_dir))
             predictor = predictor_or_report(str(run_dir))
             if outputs is not None and predictor is not None:
-                return SimilarityIndex.of_run(predictor, index, features=outputs.features, run_name=run_dir.name)
+                return compute_for_scan(
+                    "similarity-run", index, lambda progress: SimilarityIndex.of_run(
+                        predictor, index, features=outputs.features, run_name=run_dir.name),
+                    "Indexing the model's features", "once per model", depends_on=model, limit=_KEPT_INDEXES)
     return imagenet_similarity_index(index)
 
 
@@ -91,6 +98,12 @@ def similar_images_ui(index: DatasetIndex, query: SimilarQuery, top: int = SIMIL
         return
     differing = sum(neighbour.label_differs for neighbour in neighbours)
     about = f"the dataset's copy {same_as}" if same_as and query.path is None else query.name
+    try:  # the query itself, small, so the look-alikes below can be compared with it
+        st.image(display_array(index.absolute_path(query.path) if query.path is not None else query.data,
+                               SIMILAR_SIDE // 2), caption=f"{query.name}" + (f" ({query.label})" if query.label else ""),
+                 output_format="PNG")
+    except (ImageDecodeError, OSError):
+        pass
     st.caption(f"The {len(neighbours)} images nearest to {about} by {similarity.described} "
                "(distance: 1 − cosine similarity, 0 = the same picture)"
                + (f"; :red[{differing} carry a class other than {query.label or 'its own'}]: look-alikes under "
