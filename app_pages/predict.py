@@ -10,7 +10,9 @@ import streamlit as st
 from imgclf_app.charts import top_k_chart
 from imgclf_app.current_run import current_run_dir
 from imgclf_app.dataset_loaders import scan_or_report
-from imgclf_app.model_state import IMAGENET, IMAGENET_LABEL, explain_bytes, model_cache_key, predictor_or_report
+from imgclf_app.model_state import (
+    IMAGENET, IMAGENET_LABEL, explain_bytes, judge_bytes, model_cache_key, predictor_or_report,
+)
 from imgclf_app.model_upload import uploaded_model_ui
 from imgclf_app.session_keys import PREDICT_MODEL, SIMILAR_NOW
 from imgclf_app.sidebar import sidebar_ui
@@ -78,12 +80,11 @@ def classify(predictor, model_key: str, upload, top_k: int, flip: bool = False) 
         probabilities, heatmap = explain_bytes(predictor, model_key, data, None)
     except ImageDecodeError as error:
         return {"name": name, "error": str(error)}
-    image = predictor.load_image(data)[None]
-    if flip:
-        probabilities = predictor.predict_arrays(image, flip_average=True)[0]
-    unlike = predictor.unfamiliar(image)
+    flipped, unlike = judge_bytes(predictor, model_key, data, flip)
+    if flipped is not None:
+        probabilities = flipped
     return {"name": name, "file_id": upload.file_id, "data": data, "heatmap": heatmap,
-            "top_k": predictor.top_k(probabilities, top_k), "unfamiliar": unlike[0] if unlike else None}
+            "top_k": predictor.top_k(probabilities, top_k), "unfamiliar": unlike}
 
 
 def batch_table_ui(results: list[dict]) -> None:

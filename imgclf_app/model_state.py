@@ -49,3 +49,12 @@ def explain_bytes(_predictor, model_key: str, data: bytes, class_index: int | No
     """(probabilities, Grad-CAM heatmap) of one image's bytes; cached so sliders only redraw the overlay."""
     return _predictor.explain(_predictor.load_image(data), class_index)
 
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def judge_bytes(_predictor, model_key: str, data: bytes, flip: bool) -> tuple[np.ndarray | None, dict | None]:
+    """(the test-time-flip probabilities when `flip`, else None; the unfamiliar-image verdict, or None for a model
+    without one) of one image's bytes, decoded once; cached like explain_bytes, so a slider move reruns neither."""
+    image = _predictor.load_image(data)[None]
+    flipped = _predictor.predict_arrays(image, flip_average=True)[0] if flip else None
+    verdict = _predictor.unfamiliar(image)
+    return flipped, verdict[0] if verdict else None

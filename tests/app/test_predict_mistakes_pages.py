@@ -384,3 +384,28 @@ def test_more_like_this_compares_by_the_current_runs_model_first(shapes_run):
     shown = [markdown.value.split("  \n")[1] for markdown in app.markdown if "  \n`" in markdown.value]
     assert shown == expected
     assert any(f"by the features of {run_dir.name}'s model" in caption.value for caption in app.caption)
+
+
+def test_predict_page_flip_checkbox_averages_with_the_mirror_image_and_marks_unfamiliar_uploads(shapes_run):
+    from imgclf_core.inspection.predict import Predictor
+
+    run_dir, data = shapes_run
+    predictor = Predictor.from_run(run_dir)
+    noise = png_bytes(7, (40, 30))  # not mirror-symmetric, unlike the shapes: the flip must change the figure
+    image = predictor.load_image(noise)[None]
+    plain, mirrored = predictor.predict_arrays(image)[0], predictor.predict_arrays(image[:, :, ::-1].copy())[0]
+    assert abs(float(plain.max()) - float(((plain + mirrored) / 2).max())) > 1e-4  # 10x the tolerance below
+    app = open_page("app_pages/predict.py", data)
+    app.file_uploader(key="predict_files").set_value([("noise.png", noise, "image/png")]).run()
+
+    def confidence() -> float:
+        table = next(frame.value for frame in app.dataframe if "predicted" in frame.value.columns)
+        return float(table["confidence"][0])
+
+    assert confidence() == pytest.approx(float(plain.max()), abs=1e-5)
+    app.checkbox(key="predict_flip").check().run()
+    assert not app.exception, app.exception
+    assert confidence() == pytest.approx(float(((plain + mirrored) / 2).max()), abs=1e-5)
+    expected = predictor.unfamiliar(image)  # the run was evaluated on its validation split: it has a verdict
+    table = next(frame.value for frame in app.dataframe if "predicted" in frame.value.columns)
+    assert expected is not None and bool(table["unlike the training data"][0]) == expected[0]["flagged"]
