@@ -343,25 +343,22 @@ def _write_checked_artifacts(
                             TOLERANCES[format], top1_required=True)
     if not parity.passed:
         raise ExportParityError(parity)
-    float16_parity = None
-    if float16:
-        float16_artifact = staging / FLOAT16_ARTIFACT_NAME
-        say(f"measuring {float16_artifact.name} on {len(golden_paths)} golden images")
-        float16_parity = measure_parity(
-            float16_artifact, reference, artifact_probabilities(float16_artifact, golden), golden_paths,
-            FLOAT16_BROKEN_DIFFERENCE, top1_required=False,
-        )
-        if not float16_parity.passed:
-            raise ExportParityError(float16_parity)
-    int8_parity = None
-    if representative is not None:
-        int8_artifact = staging / INT8_ARTIFACT_NAME
-        say(f"measuring {int8_artifact.name} on {len(golden_paths)} golden images")
-        int8_parity = measure_parity(int8_artifact, reference, artifact_probabilities(int8_artifact, golden),
-                                     golden_paths, INT8_BROKEN_DIFFERENCE, top1_required=False)
-        if not int8_parity.passed:
-            raise ExportParityError(int8_parity)
+    float16_parity = (_measured_reduced(staging / FLOAT16_ARTIFACT_NAME, FLOAT16_BROKEN_DIFFERENCE, reference, golden,
+                                        golden_paths, say) if float16 else None)
+    int8_parity = (_measured_reduced(staging / INT8_ARTIFACT_NAME, INT8_BROKEN_DIFFERENCE, reference, golden,
+                                     golden_paths, say) if representative is not None else None)
     return parity, float16_parity, int8_parity
+
+
+def _measured_reduced(artifact: Path, broken_difference: float, reference: np.ndarray, golden: np.ndarray,
+                      golden_paths: list[str], say: ProgressCallback) -> ArtifactParity:
+    """A reduced-precision artifact (float16, int8) measured and reported; ExportParityError only when broken."""
+    say(f"measuring {artifact.name} on {len(golden_paths)} golden images")
+    parity = measure_parity(artifact, reference, artifact_probabilities(artifact, golden), golden_paths,
+                            broken_difference, top1_required=False)
+    if not parity.passed:
+        raise ExportParityError(parity)
+    return parity
 
 
 def write_saved_model(model, path: Path) -> None:
