@@ -168,17 +168,11 @@ class DeferredWriter(LoopPart):
         self.pending = None
         self.timer.wrote()
 
-    def on_stop(self, loop: EpochLoop) -> None:
+    def write_pending_as_chief(self, loop: EpochLoop) -> None:
         if loop.setup.chief:
             self.write_pending(loop)
 
-    def on_finish(self, loop: EpochLoop) -> None:
-        if loop.setup.chief:
-            self.write_pending(loop)
-
-    def on_failure(self, loop: EpochLoop) -> None:
-        if loop.setup.chief:
-            self.write_pending(loop)
+    on_stop = on_finish = on_failure = write_pending_as_chief
 
 
 class ModelWriter(DeferredWriter):
