@@ -28,14 +28,9 @@ def map_in_threads(
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[Result]:
     """`function(item)` for each item, in order, on `workers` threads; progress(done, total) per chunk."""
-    total = len(items)
-
-    def run_chunk(start: int) -> list[Result]:
-        return [function(item) for item in items[start:start + CHUNK_SIZE]]
-
-    done = 0
+    total, done = len(items), 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for results in pool.map(run_chunk, range(0, total, CHUNK_SIZE)):
+        for results in pool.map(_run_chunk, itertools.repeat(function), _chunks(items, CHUNK_SIZE)):
             done += len(results)
             if progress:  # before yielding: a consumer may stop at the last item
                 progress(done, total)
@@ -57,11 +52,10 @@ def map_in_processes(
     cannot start (spawning from a __main__ script without a main guard).
     """
     total, done = len(items), 0
-    chunks = [items[start:start + PROCESS_CHUNK_SIZE] for start in range(0, total, PROCESS_CHUNK_SIZE)]
     method = "fork" if _only_lock_free_threads() and "fork" in multiprocessing.get_all_start_methods() else "spawn"
     try:
         with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context(method)) as pool:
-            for results in pool.map(_run_chunk, itertools.repeat(function), chunks):
+            for results in pool.map(_run_chunk, itertools.repeat(function), _chunks(items, PROCESS_CHUNK_SIZE)):
                 done += len(results)
                 if progress:
                     progress(done, total)
@@ -74,6 +68,10 @@ def map_in_processes(
 def _only_lock_free_threads() -> bool:
     main = threading.main_thread()
     return all(thread is main or thread.name == PageCacheHints.THREAD_NAME for thread in threading.enumerate())
+
+
+def _chunks(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
+    return (items[start:start + size] for start in range(0, len(items), size))
 
 
 def _run_chunk(function: Callable[[Item], Result], chunk: Sequence[Item]) -> list[Result]:
