@@ -114,7 +114,8 @@ def grid_filters_ui(index: DatasetIndex) -> list[ImageRecord]:
     return records[(page - 1) * page_size:page * page_size]
 
 
-def grid_ui(index: DatasetIndex) -> None:
+def grid_ui(index: DatasetIndex) -> str | None:
+    """The filtered, paged grid; the path of the image whose Inspect dialog this run opened, if any."""
     st.subheader("Images")
     shown = grid_filters_ui(index)
     st.session_state[GRID_SHOWN] = [record.path for record in shown]
@@ -133,8 +134,10 @@ def grid_ui(index: DatasetIndex) -> None:
         column.button("Inspect", key=f"inspect:{record.path}", on_click=inspect, args=(record.path,))
     clicked = st.session_state.pop(INSPECT_NOW, None)
     record = next((record for record in shown if record.path == clicked), None)
-    if record is not None:
-        inspect_dialog(index, record)
+    if record is None:
+        return None
+    inspect_dialog(index, record)
+    return record.path
 
 
 def inspect(path: str) -> None:
@@ -205,8 +208,9 @@ def quality_filter_ui(report) -> set[str] | None:
     return None if chosen == ANY_QUALITY else set(report.paths_with(chosen))
 
 
-def quality_ui(index: DatasetIndex) -> None:
-    """Each image-quality issue with its count and a gallery (see imgclf_core.data.quality)."""
+def quality_ui(index: DatasetIndex, inspected: str | None = None) -> None:
+    """Each image-quality issue with its count and a gallery (see imgclf_core.data.quality). `inspected`: the
+    image whose Inspect dialog this run opened, opened again after the rerun that ends a first quality pass."""
     from imgclf_core.data.quality import ISSUES
 
     st.subheader("Image quality")
@@ -218,6 +222,8 @@ def quality_ui(index: DatasetIndex) -> None:
                        "images stored in colour. The first check decodes every image once; later ones are cached.")
             return
         quality_report_of(index, compute=True)  # after the grid, so the grid never waits for it
+        if inspected is not None:
+            st.session_state[INSPECT_NOW] = inspected  # the click that started this run keeps its dialog
         st.rerun()  # the grid above gets its quality filter
     counts = report.counts()
     st.caption(f"{len(report.issues_by_path):,} image(s) with an issue. Thresholds are in the docs "
@@ -329,9 +335,8 @@ if folder is not None:
             splits_ui(dataset_index)
         if dataset_index.records:
             distributions_ui(dataset_index)
-            grid_ui(dataset_index)
-        if dataset_index.records:
-            quality_ui(dataset_index)
+            inspected_path = grid_ui(dataset_index)
+            quality_ui(dataset_index, inspected_path)
         skipped_ui(dataset_index)
         duplicates_ui(dataset_index)
         if dataset_index.records:

@@ -265,3 +265,17 @@ def test_grid_pages_through_a_large_class_and_survives_a_narrower_filter(tmp_pat
     assert not app.exception, app.exception
     captions = [image.captions[0] for image in app.get("image") if image.captions and "·" in image.captions[0]]
     assert captions == ["dog · 00.png"]
+
+
+def test_an_inspect_click_during_the_first_quality_pass_keeps_its_dialog_open(odd_dataset):
+    """The quality pass ends in a rerun (so the grid gets its quality filter); the dialog the same run opened
+    must open again after it, not close under the user."""
+    from imgclf_app import dataset_loaders
+
+    app = open_page("app_pages/dataset.py", odd_dataset)
+    with dataset_loaders._lock:
+        dataset_loaders._per_scan.clear()  # as on a first visit: the click's run computes the quality report
+    app.button(key="inspect:dog/copy.png").click().run()
+    assert not app.exception, app.exception
+    assert any("sha256" in markdown.value for markdown in app.markdown)  # the Inspect dialog
+    assert app.selectbox(key="grid_quality")  # and the grid's quality filter
