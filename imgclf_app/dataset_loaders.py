@@ -55,10 +55,19 @@ _lock = threading.Lock()
 
 
 def kept_for_scan(kind: str, index: DatasetIndex, depends_on: tuple = ()):
-    """The `kind` result computed from this very scan (and `depends_on`), or None."""
+    """The `kind` result computed from this scan (and `depends_on`), or None. A rescan that found the very
+    same records (the periodic one, RESCAN_SECONDS) keeps it: recomputing would redo a whole pass (a model
+    over every image) and rerun the page under an open dialog."""
+    key = (kind, str(index.root))
     with _lock:
-        kept = _per_scan.get((kind, str(index.root)))
-    return kept[2] if kept is not None and kept[0] is index and kept[1] == depends_on else None
+        kept = _per_scan.get(key)
+        if kept is None or kept[1] != depends_on:
+            return None
+        if kept[0] is not index:
+            if kept[0].records != index.records:
+                return None
+            _per_scan[key] = (index, kept[1], kept[2])  # later checks of this scan are an `is` again
+        return kept[2]
 
 
 def compute_for_scan(kind: str, index: DatasetIndex, compute, what: str, note: str, depends_on: tuple = (),

@@ -279,3 +279,17 @@ def test_an_inspect_click_during_the_first_quality_pass_keeps_its_dialog_open(od
     assert not app.exception, app.exception
     assert any("sha256" in markdown.value for markdown in app.markdown)  # the Inspect dialog
     assert app.selectbox(key="grid_quality")  # and the grid's quality filter
+
+
+def test_a_rescan_that_finds_the_same_images_keeps_what_was_computed_from_the_scan(tmp_path):
+    from imgclf_app.dataset_loaders import compute_for_scan, kept_for_scan
+    from imgclf_core.data.dataset import scan_dataset
+
+    root = shapes_tree(tmp_path / "shapes", per_class=3)
+    first = scan_dataset(root)
+    compute_for_scan("test-kind", first, lambda progress: "result", "Testing", "once", depends_on=("model", 1))
+    again = scan_dataset(root)  # the periodic rescan: a new index object, the same records
+    assert again is not first and kept_for_scan("test-kind", again, ("model", 1)) == "result"
+    assert kept_for_scan("test-kind", again, ("model", 2)) is None  # another model
+    write(root, "ring/new.png", png_bytes(9, (16, 16)))
+    assert kept_for_scan("test-kind", scan_dataset(root), ("model", 1)) is None  # another image
