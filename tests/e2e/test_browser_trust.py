@@ -43,6 +43,13 @@ def train(data: Path, run_dir: Path, epochs: int | None = None) -> Path:
     return run_dir
 
 
+def shirts_or_tops(similarity, data: Path) -> float:
+    """The mean share of shirts and T-shirts/tops among the 8 nearest images of each shirt of `data`."""
+    shirts = sorted(path.relative_to(data).as_posix() for path in (data / "shirt").glob("*.png"))
+    return float(np.mean([sum(n.label in ("shirt", "tshirt_top") for n in similarity.nearest_to_path(shirt, top=8)) / 8
+                          for shirt in shirts]))
+
+
 def camera_frames(path: Path) -> Path:
     """A fake camera's video: the same JPEG frame over and over (Chromium reads .mjpeg files)."""
     frame = io.BytesIO()
@@ -88,11 +95,14 @@ def test_quality_similar_calibration_unfamiliar_camera_and_data_difference_in_th
 
     Image.fromarray(skimage.data.chelsea()).save(cat)
     shirt = sorted((data / "shirt").glob("*.png"))[0].relative_to(data).as_posix()
-    by_model = SimilarityIndex.of_run(Predictor.from_run(after), scan_dataset(data)).nearest_to_path(shirt, top=8)
-    by_imagenet = SimilarityIndex.of_dataset(scan_dataset(data)).nearest_to_path(shirt, top=8)
-    look_alikes = [sum(n.label in ("shirt", "tshirt_top") for n in nearest) for nearest in (by_model, by_imagenet)]
-    # Measured on this shirt: 4-5 of 8 by the model (an ~80% model; the rest pullovers), 1 by ImageNet.
-    assert look_alikes[0] >= 4 and look_alikes[0] > look_alikes[1], (look_alikes, by_model)
+    model_index = SimilarityIndex.of_run(Predictor.from_run(after), scan_dataset(data))
+    imagenet_index = SimilarityIndex.of_dataset(scan_dataset(data))
+    by_model, by_imagenet = (similarity.nearest_to_path(shirt, top=8) for similarity in (model_index, imagenet_index))
+    # Shirts or tops among the 8 nearest of every shirt: one shirt's count swings with the training (2-5 of 8
+    # for the first one over three trainings of this ~80% model), the mean over the 60 shirts does not
+    # (0.73-0.77 by the model, 0.64 by ImageNet).
+    by_model_mean, by_imagenet_mean = (shirts_or_tops(similarity, data) for similarity in (model_index, imagenet_index))
+    assert by_model_mean > by_imagenet_mean, (by_model_mean, by_imagenet_mean)
 
     environment = {"IMGCLF_DATA_DIR": str(data), "IMGCLF_RUNS_DIR": str(runs)}
     camera = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
