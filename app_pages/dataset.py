@@ -43,15 +43,14 @@ INSPECT_MAX_SIDE = 768
 
 def distributions_ui(index: DatasetIndex) -> None:
     columns = st.columns(3)
-    with columns[0]:
-        st.subheader("Images per class")
-        st.altair_chart(counts_chart(list(index.class_counts.items()), "class"), width="stretch")
-    with columns[1]:
-        st.subheader("Image sizes")
-        st.altair_chart(counts_chart(size_distribution(index), "size"), width="stretch")
-    with columns[2]:
-        st.subheader("Colour modes")
-        st.altair_chart(counts_chart(mode_distribution(index), "mode"), width="stretch")
+    for column, title, counts, label in (
+        (columns[0], "Images per class", list(index.class_counts.items()), "class"),
+        (columns[1], "Image sizes", size_distribution(index), "size"),
+        (columns[2], "Colour modes", mode_distribution(index), "mode"),
+    ):
+        column.subheader(title)
+        data, spec = counts_chart(counts, label)
+        column.vega_lite_chart(data, spec, width="stretch")
 
 
 def splits_ui(index: DatasetIndex) -> None:
@@ -334,8 +333,12 @@ if folder is not None:
         if dataset_index.split_counts:
             splits_ui(dataset_index)
         if dataset_index.records:
-            distributions_ui(dataset_index)
+            # Drawn in place above the grid, but after it: the charts' first import of pandas (about 0.5 s at a
+            # server's first visit) no longer holds up the images.
+            distributions = st.container()
             inspected_path = grid_ui(dataset_index)
+            with distributions:
+                distributions_ui(dataset_index)
             quality_ui(dataset_index, inspected_path)
         skipped_ui(dataset_index)
         duplicates_ui(dataset_index)

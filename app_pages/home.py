@@ -1,7 +1,7 @@
 """Home: the current dataset and run at a glance. No TensorFlow here, so it opens fast.
 
-The sidebar and the title are drawn before anything slow (pandas, the scan, thumbnails): pandas is
-imported where a chart or table needs it, not at the top.
+The sidebar and the title are drawn before anything slow (pandas, the scan, thumbnails): the chart is a
+plain Vega-Lite spec (no Altair), and pandas loads with it, not at the top.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from imgclf_app.charts import class_counts_chart
 from imgclf_app.current_run import current_run_dir
 from imgclf_app.dataset_loaders import scan_or_report, thumbnail_path
 from imgclf_app.sidebar import sidebar_ui
@@ -21,16 +22,13 @@ THUMBNAILS_PER_CLASS = 4
 
 
 def class_counts_ui(index: DatasetIndex) -> None:
-    import pandas as pd
-
     st.subheader("Images per class")
     if index.split_counts:  # the dataset's own train/validation/test folders, stacked
-        counts = pd.DataFrame([{"class": name, "split": split, "images": count}
-                               for split, by_class in index.split_counts.items() for name, count in by_class.items()])
-        st.bar_chart(counts, x="class", y="images", color="split", height=260)
-        return
-    counts = pd.DataFrame({"class": list(index.class_counts), "images": list(index.class_counts.values())})
-    st.bar_chart(counts, x="class", y="images", height=260)
+        rows = [(name, split, count) for split, by_class in index.split_counts.items() for name, count in by_class.items()]
+    else:
+        rows = [(name, "", count) for name, count in index.class_counts.items()]
+    data, spec = class_counts_chart(rows)
+    st.vega_lite_chart(data, spec, width="stretch")
 
 
 def thumbnails_ui(index: DatasetIndex) -> None:

@@ -1,4 +1,4 @@
-"""Altair chart builders for the pages: training curves, run comparison, confusion matrix, counts.
+"""Chart builders for the pages: training curves, run comparison, confusion matrix (Altair), counts (Vega-Lite).
 
 altair and pandas (about half a second to import, more on a busy machine) are imported inside the
 builders, not at the top: the pages import this module before they draw their sidebar and title,
@@ -88,21 +88,40 @@ def confusion_matrix_chart(matrix: Sequence[Sequence[int]], class_names: Sequenc
     return cells + labels
 
 
-def counts_chart(counts: Sequence[tuple[str, int]], label: str, height: int = 220) -> alt.Chart:
-    """Horizontal bars of (name, count), in the given order."""
-    import altair as alt
-    import pandas as pd
+def counts_chart(counts: Sequence[tuple[str, int]], label: str, height: int = 220) -> tuple[dict, dict]:
+    """Horizontal bars of (name, count), in the given order: (data, Vega-Lite spec) for st.vega_lite_chart.
 
-    data = pd.DataFrame(counts, columns=[label, "images"])
-    return (
-        alt.Chart(data, height=max(height, 22 * len(data)))
-        .mark_bar()
-        .encode(
-            x=alt.X("images:Q"),
-            y=alt.Y(f"{label}:N", sort=None, title=label, axis=alt.Axis(labelOverlap=False)),
-            tooltip=[label, "images"],
-        )
-    )
+    A plain spec, not an Altair chart: the Dataset page draws three of these on its first visit, and
+    importing Altair (about 0.4 s, twice that on a busy machine) would hold up its image grid.
+    """
+    data = {label: [name for name, _ in counts], "images": [int(count) for _, count in counts]}
+    spec = {
+        "height": max(height, 22 * len(counts)),
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": {"field": "images", "type": "quantitative"},
+            "y": {"field": label, "type": "nominal", "sort": None, "title": label, "axis": {"labelOverlap": False}},
+            "tooltip": [{"field": label, "type": "nominal"}, {"field": "images", "type": "quantitative"}],
+        },
+    }
+    return data, spec
+
+
+def class_counts_chart(rows: Sequence[tuple[str, str, int]], height: int = 260) -> tuple[dict, dict]:
+    """Vertical bars of images per class from (class, split, count) rows, stacked by split when any row names
+    one: (data, Vega-Lite spec) for st.vega_lite_chart (plain, like counts_chart: the Home page's first chart)."""
+    stacked = any(split for _, split, _ in rows)
+    data = {"class": [name for name, _, _ in rows], "images": [int(count) for _, _, count in rows]}
+    encoding = {
+        "x": {"field": "class", "type": "nominal", "sort": None, "title": "class"},
+        "y": {"field": "images", "type": "quantitative"},
+        "tooltip": [{"field": "class", "type": "nominal"}, {"field": "images", "type": "quantitative"}],
+    }
+    if stacked:
+        data["split"] = [split for _, split, _ in rows]
+        encoding["color"] = {"field": "split", "type": "nominal", "title": "split", "sort": None}
+        encoding["tooltip"].insert(1, {"field": "split", "type": "nominal"})
+    return data, {"height": height, "mark": {"type": "bar"}, "encoding": encoding}
 
 
 def top_k_chart(pairs: Sequence[tuple[str, float]]) -> alt.Chart:
