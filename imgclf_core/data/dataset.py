@@ -11,8 +11,10 @@ unchanged tree reads no image at all.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import hashlib
 import json
 import os
@@ -299,20 +301,22 @@ def scan_dataset(
         raise DatasetError(f"dataset folder not found: {root_path}")
     if not root_path.is_dir():
         raise DatasetError(f"not a folder: {root_path}")
-    root_real = Path(os.path.realpath(root_path))
-    layout = detect_layout(root_path)
-    walk = _walk_dataset(root_path, root_real, layout)
-
-    cache_file = _cache_file_for(root_real)
-    cached = _load_cache(cache_file) if use_cache else {}
-    results: dict[str, list] = {}
-    misses: list[_Candidate] = []
-    for candidate in walk.candidates:
-        entry = cached.get(candidate.relative_path)
-        if _is_fresh_cache_entry(entry, candidate):
-            results[candidate.relative_path] = entry
-        else:
-            misses.append(candidate)
+    # The collector is paused while the 100,000s of entries and records are built (no cycles among them), not
+    # while files are decoded.
+    with _collector_paused():
+        root_real = Path(os.path.realpath(root_path))
+        layout = detect_layout(root_path)
+        walk = _walk_dataset(root_path, root_real, layout)
+        cache_file = _cache_file_for(root_real)
+        cached = _load_cache(cache_file) if use_cache else {}
+        results: dict[str, list] = {}
+        misses: list[_Candidate] = []
+        for candidate in walk.candidates:
+            entry = cached.get(candidate.relative_path)
+            if _is_fresh_cache_entry(entry, candidate):
+                results[candidate.relative_path] = entry
+            else:
+                misses.append(candidate)
 
     total = len(walk.candidates)
     hits = total - len(misses)
@@ -344,7 +348,22 @@ def scan_dataset(
                 cache_file,
                 {"format": _CACHE_FORMAT, "root": str(root_real), "entries": results},
             )
-    return _build_index(root_path, walk, results, decoded_files=len(misses), layout=layout)
+    with _collector_paused():
+        return _build_index(root_path, walk, results, decoded_files=len(misses), layout=layout)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a scan builds its hundreds of thousands of objects: its passes
+    over the growing heap took a fifth of a warm scan (100,000 files: 1.06 s, 0.86 s without). Process-wide, so
+    another thread's collections wait too, for about a second."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _inspect_file(candidate: _Candidate) -> list:

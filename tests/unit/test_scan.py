@@ -453,3 +453,32 @@ def test_folder_stamps_change_when_a_file_is_added_moved_or_removed_and_not_othe
                    lambda: (root / "cat" / "c.png").unlink()):
         before, after = stamps_after(action)
         assert after != before
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_scan_leaves_the_garbage_collector_as_it_found_it(tmp_path, monkeypatch, enabled):
+    """The collector is paused while the records are built (dataset._collector_paused), also when a file is
+    decoded or broken, and put back after, even when the scan fails."""
+    import gc
+
+    tree = two_class_tree(tmp_path / "data")
+    write(tree, "dogs/broken.png", b"not an image")
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        seen = []
+        scan_dataset(tree, progress=lambda done, total: seen.append(gc.isenabled()))
+        assert gc.isenabled() is enabled
+        assert seen and seen[0] is enabled  # files are checked with the collector as it was
+        scan_dataset(tree)  # warm
+        assert gc.isenabled() is enabled
+        def failing_walk(*args):
+            assert not gc.isenabled()  # paused while the folders are walked
+            raise OSError("the disk went away")
+
+        monkeypatch.setattr(dataset, "_walk_dataset", failing_walk)
+        with pytest.raises(OSError, match="went away"):
+            scan_dataset(tree)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
