@@ -117,9 +117,12 @@ def class_counts_chart(rows: Sequence[tuple[str, str, int]], height: int = 260) 
         "y": {"field": "images", "type": "quantitative"},
         "tooltip": [{"field": "class", "type": "nominal"}, {"field": "images", "type": "quantitative"}],
     }
-    if stacked:
+    if stacked:  # the splits in the rows' order, the first at the bottom of each bar and on top of the legend
+        splits = list(dict.fromkeys(split for _, split, _ in rows))
         data["split"] = [split for _, split, _ in rows]
-        encoding["color"] = {"field": "split", "type": "nominal", "title": "split", "sort": None}
+        data["stack"] = [splits.index(split) for _, split, _ in rows]
+        encoding["color"] = {"field": "split", "type": "nominal", "title": "split", "sort": splits}
+        encoding["order"] = {"field": "stack", "type": "quantitative"}
         encoding["tooltip"].insert(1, {"field": "split", "type": "nominal"})
     return data, {"height": height, "mark": {"type": "bar"}, "encoding": encoding}
 

@@ -60,6 +60,24 @@ def test_dataset_page_shows_counts_per_split_gaps_and_leaked_images(split_datase
     assert leaked.to_dict("records") == [{"train": "Train/cat/0.png", "validation": "", "test": "test/cat/leaked.png"}]
 
 
+def test_home_page_stacks_the_images_per_class_by_split_train_first(split_dataset):
+    import io
+
+    import pyarrow as pa
+
+    app = open_page("app_pages/home.py", split_dataset)
+    assert not app.exception, app.exception
+    (chart,) = app.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    table = pa.ipc.open_stream(io.BytesIO(chart.proto.data.data)).read_all().to_pylist()
+    assert spec["encoding"]["color"]["sort"] == list(SPLIT_NAMES)  # legend: train, validation, test
+    assert spec["encoding"]["order"]["field"] == "stack"  # stacked in that order, train at the bottom
+    by_split = {(row["class"], row["split"]): (row["images"], row["stack"]) for row in table}
+    assert by_split[("cat", "train")] == (6, 0) and by_split[("cat", "validation")] == (3, 1)
+    assert by_split[("dog", "test")] == (3, 2) and by_split[("bird", "test")] == (1, 2)
+    assert sum(images for images, _ in by_split.values()) == 20
+
+
 def test_dataset_grid_filters_by_split_and_names_the_split_of_each_image(split_dataset):
     app = open_page("app_pages/dataset.py", split_dataset)
     assert app.selectbox(key="grid_split").options == ["All splits", *SPLIT_NAMES]

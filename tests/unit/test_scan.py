@@ -457,8 +457,8 @@ def test_folder_stamps_change_when_a_file_is_added_moved_or_removed_and_not_othe
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_a_scan_leaves_the_garbage_collector_as_it_found_it(tmp_path, monkeypatch, enabled):
-    """The collector is paused while the records are built (dataset._collector_paused), also when a file is
-    decoded or broken, and put back after, even when the scan fails."""
+    """The collector is paused while the folders are walked and the records built (dataset._collector_paused), and
+    put back as it was: after a cold scan with a broken file, a warm one, and one that fails."""
     import gc
 
     tree = two_class_tree(tmp_path / "data")
@@ -472,6 +472,7 @@ def test_a_scan_leaves_the_garbage_collector_as_it_found_it(tmp_path, monkeypatc
         assert seen and seen[0] is enabled  # files are checked with the collector as it was
         scan_dataset(tree)  # warm
         assert gc.isenabled() is enabled
+
         def failing_walk(*args):
             assert not gc.isenabled()  # paused while the folders are walked
             raise OSError("the disk went away")
