@@ -32,6 +32,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 WHITE = (255, 255, 255)
+# Pillow modes without colour: bilevel, 8-bit, 16-bit (either byte order), 32-bit integer and float grey, and
+# grey with alpha (composited onto the background when decoded). A dataset of only these trains in grayscale
+# by default, and none of them can be a grey image stored as colour.
+GRAYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 # EXIF orientations that transpose the stored pixels (width and height trade places when applied).
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 _ORIENTATION_TAG = 0x0112

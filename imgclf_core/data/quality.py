@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from imgclf_core.data.dataset import DatasetIndex, ImageRecord
-from imgclf_core.data.images import ImageDecodeError, decode_image
+from imgclf_core.data.images import GRAYSCALE_MODES, ImageDecodeError, decode_image
 from imgclf_core.fileio import atomic_write_json, user_cache_dir
 from imgclf_core.parallel import decode_thread_count, map_in_threads
 
@@ -94,7 +94,8 @@ def pixel_issues(figures: ImageFigures, mode: str) -> list[str]:
         issues.append(BLURRY)
     if figures.luma_std < FLAT_STD:
         issues.append(LOW_INFORMATION)
-    if mode not in ("L", "1", "I", "I;16", "F", "LA", "P") and figures.max_channel_difference <= GRAY_TOLERANCE:
+    # Only a mode with colour channels can store a grey image as colour (a palette's colours are its own).
+    if mode not in GRAYSCALE_MODES and mode not in ("P", "PA") and figures.max_channel_difference <= GRAY_TOLERANCE:
         issues.append(GRAY_AS_RGB)
     return issues
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from imgclf_core.config import ModelConfig
+from imgclf_core.data.images import GRAYSCALE_MODES
 from imgclf_core.models.errors import ModelError
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from imgclf_core.data.dataset import DatasetIndex
 
 OFFLINE_BACKBONE = "efficientnet_lite0"
-# Pillow modes of single-channel images: a dataset of only these trains in grayscale by default.
-GRAYSCALE_MODES = ("1", "L", "I", "I;16", "F")
 # Models trained from scratch default to the data's median side, clamped to this range.
 SCRATCH_IMAGE_SIZES = (28, 96)
 OUTPUT_LAYER = "predictions"

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from imgclf_core.config import DataConfig, TrainingConfig
 from imgclf_core.data.dataset import DatasetIndex
-from imgclf_core.models.registry import GRAYSCALE_MODES, MODEL_REGISTRY, OFFLINE_BACKBONE, suggested_input
+from imgclf_core.data.images import GRAYSCALE_MODES
+from imgclf_core.models.registry import MODEL_REGISTRY, OFFLINE_BACKBONE, suggested_input
 
 FROM_SCRATCH_MODEL = "small_cnn"
 # Below this many images in the smallest class, a network trained from scratch cannot generalise.

@@ -100,3 +100,32 @@ def test_many_small_images_from_scratch_get_large_batches_a_scaled_rate_and_a_sm
     # Another model than the recommended one gets the plain defaults, recipe included.
     other = build_run_config("/data", large, RunChoices(model="seed_cnn"))
     assert other.training == TrainingConfig() and other.data.batch_size == 32
+
+
+@pytest.mark.parametrize("mode", ["LA", "I;16B"])
+def test_grey_images_with_alpha_or_in_big_endian_16_bit_train_in_grayscale(tmp_path, mode):
+    """Grey PNGs with an alpha channel (icons, sketches) and big-endian 16-bit TIFFs (scanners, microscopes) hold
+    no colour: a folder of them is recommended small_cnn in grayscale, not the colour-image model."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for label, level in (("dark", 60), ("light", 190)):
+        for number in range(100):
+            pixels = np.clip(rng.normal(level, 30, (28, 28)), 0, 255)
+            if mode == "LA":
+                image = Image.fromarray(np.dstack([pixels, np.full((28, 28), 255.0)]).astype(np.uint8), "LA")
+                name, image_format = f"{number}.png", "PNG"
+            else:
+                image = Image.frombytes("I;16B", (28, 28), (pixels * 257).astype(">u2").tobytes())
+                name, image_format = f"{number}.tif", "TIFF"
+            buffer = io.BytesIO()
+            image.save(buffer, format=image_format)
+            write(tmp_path / "data", f"{label}/{name}", buffer.getvalue())
+    index = scan_dataset(tmp_path / "data")
+    assert {record.mode for record in index.records} == {mode}
+    recommended = recommend_settings(index)
+    assert (recommended.model, recommended.color_mode) == ("small_cnn", "grayscale"), recommended.reason
+    assert suggested_input("small_cnn", index) == (28, "grayscale")
