@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from imgclf_core.fileio import atomic_write_json, user_cache_dir
-from imgclf_core.data.images import UNREADABLE, ImageDecodeError, inspect_image, read_image_bytes
+from imgclf_core.data.images import GRAYSCALE_MODES, UNREADABLE, ImageDecodeError, inspect_image, read_image_bytes
 from imgclf_core.parallel import PageCacheHints, decode_thread_count, map_in_processes, map_in_threads
 
 if TYPE_CHECKING:
@@ -193,6 +193,11 @@ class DatasetIndex:
     def class_names(self) -> list[str]:
         """Classes that have at least one usable image, sorted (the label order of every model)."""
         return sorted(name for name, count in self.class_counts.items() if count > 0)
+
+    @functools.cached_property
+    def all_grayscale(self) -> bool:
+        """Every image is stored without colour (GRAYSCALE_MODES); False when there is no image."""
+        return bool(self.records) and all(record.mode in GRAYSCALE_MODES for record in self.records)
 
     @property
     def num_images(self) -> int:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from imgclf_core.config import ModelConfig
-from imgclf_core.data.images import GRAYSCALE_MODES
 from imgclf_core.models.errors import ModelError
 
 if TYPE_CHECKING:
@@ -56,14 +55,13 @@ def create_model(model_config: ModelConfig, num_classes: int, image_size: int, c
 def suggested_input(model_name: str, index: "DatasetIndex") -> tuple[int, str]:
     """The default (image size, colour mode) to train `model_name` on a scanned dataset.
 
-    Grayscale when every image is single-channel. Pretrained models take their own input size;
+    Grayscale when no image is stored in colour (index.all_grayscale). Pretrained models take their own input size;
     from scratch, the data's median side (clamped to SCRATCH_IMAGE_SIZES) loses nothing and costs least.
     """
     spec = MODEL_REGISTRY.get(model_name)
     if spec is None:
         raise ModelError(f"unknown model {model_name!r}; choose one of: {', '.join(MODEL_REGISTRY)}")
-    all_gray = bool(index.records) and all(record.mode in GRAYSCALE_MODES for record in index.records)
-    color_mode = "grayscale" if all_gray else "rgb"
+    color_mode = "grayscale" if index.all_grayscale else "rgb"
     if spec.pretrained or not index.records:
         return spec.default_image_size, color_mode
     sides = sorted(min(record.width, record.height) for record in index.records)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 
 from imgclf_core.config import DataConfig, TrainingConfig
 from imgclf_core.data.dataset import DatasetIndex
-from imgclf_core.data.images import GRAYSCALE_MODES
 from imgclf_core.models.registry import MODEL_REGISTRY, OFFLINE_BACKBONE, suggested_input
 
 FROM_SCRATCH_MODEL = "small_cnn"
@@ -63,7 +62,7 @@ def recommend_settings(index: DatasetIndex) -> Recommendation:
     fewest = min(counts) if counts else 0
     sides = sorted(min(record.width, record.height) for record in records)
     median_side = sides[len(sides) // 2] if sides else 0
-    colour = any(record.mode not in GRAYSCALE_MODES for record in records)
+    colour = bool(records) and not index.all_grayscale
     reasons = [
         text for condition, text in (
             (median_side >= PHOTO_SIDE, f"photos ({median_side} px median shorter side)"),
